@@ -1,0 +1,444 @@
+//! Typed settings, layered: built-in defaults < `gongkai.toml` < `GONGKAI_*` environment
+//! variables < command-line flags. Every layer is merged into one TOML table before it is
+//! deserialised once, so an unknown key or a bad value is reported the same way wherever
+//! it came from, naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// All settings of `gongkai serve` (and of the admin commands, which need the database).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for the database, keys and recordings; created if missing.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `sqlite://...` (default: `sqlite://<data_dir>/gongkai.db`) or `postgres://...`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// The URL users reach the service at (e.g. `https://gongkai.example.gov.cn`).
+    /// Cookies are marked `Secure` when it is https.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// `text` (human-readable) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `gongkai=debug,info`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// NATS server for multi-node fan-out (e.g. `nats://127.0.0.1:4222`); unset: one node.
+    #[serde(default)]
+    pub nats_url: Option<String>,
+    /// Use the first `X-Forwarded-For` address as the client IP (only behind a trusted proxy).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
+    /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: u64,
+    /// Largest accepted request body in bytes (uploads have their own limits).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default)]
+    pub auth: AuthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Hours a staff session stays valid after login.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+    /// Login attempts allowed per username per minute.
+    #[serde(default = "default_login_per_user")]
+    pub login_per_user_per_minute: u32,
+    /// Login attempts allowed per client IP per minute.
+    #[serde(default = "default_login_per_ip")]
+    pub login_per_ip_per_minute: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            session_hours: default_session_hours(),
+            login_per_user_per_minute: default_login_per_user(),
+            login_per_ip_per_minute: default_login_per_ip(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+fn default_shutdown_timeout() -> u64 {
+    10
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_session_hours() -> u64 {
+    12
+}
+fn default_login_per_user() -> u32 {
+    5
+}
+fn default_login_per_ip() -> u32 {
+    20
+}
+
+/// Flags that override the file and the environment (`None`: not given).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// Configuration file [default: gongkai.toml when present].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080; env GONGKAI_LISTEN].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Data directory [default: ./data; env GONGKAI_DATA_DIR].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, sqlite://... or postgres://... [default: sqlite://<data-dir>/gongkai.db;
+    /// env GONGKAI_DATABASE_URL].
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Public URL of the service; https makes cookies Secure [env GONGKAI_PUBLIC_URL].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Log format [default: text; env GONGKAI_LOG_FORMAT].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. info or debug [env GONGKAI_LOG_LEVEL].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// NATS URL for multi-node fan-out [env GONGKAI_NATS_URL].
+    #[arg(long, value_name = "URL")]
+    pub nats_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("environment variable {var}: unknown setting (known: {known})")]
+    UnknownEnv { var: String, known: String },
+}
+
+/// Environment variables and the keys they set. `GONGKAI_TEST_*` and `GONGKAI_BIN` belong
+/// to the test harness and are ignored here.
+const ENV_KEYS: &[(&str, &str)] = &[
+    ("GONGKAI_LISTEN", "listen"),
+    ("GONGKAI_DATA_DIR", "data_dir"),
+    ("GONGKAI_DATABASE_URL", "database_url"),
+    ("GONGKAI_PUBLIC_URL", "public_url"),
+    ("GONGKAI_LOG_FORMAT", "log_format"),
+    ("GONGKAI_LOG_LEVEL", "log_level"),
+    ("GONGKAI_NATS_URL", "nats_url"),
+    ("GONGKAI_TRUST_FORWARDED_FOR", "trust_forwarded_for"),
+    ("GONGKAI_SHUTDOWN_TIMEOUT_SECS", "shutdown_timeout_secs"),
+    ("GONGKAI_MAX_BODY_BYTES", "max_body_bytes"),
+    ("GONGKAI_AUTH_SESSION_HOURS", "auth.session_hours"),
+    (
+        "GONGKAI_AUTH_LOGIN_PER_USER_PER_MINUTE",
+        "auth.login_per_user_per_minute",
+    ),
+    (
+        "GONGKAI_AUTH_LOGIN_PER_IP_PER_MINUTE",
+        "auth.login_per_ip_per_minute",
+    ),
+];
+
+const HARNESS_ENV_PREFIXES: &[&str] = &["GONGKAI_TEST_", "GONGKAI_BIN"];
+
+impl Settings {
+    /// Loads the layers from the real file system and process environment.
+    pub fn load(args: &ConfigArgs) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Settings::load_from(args, &env)
+    }
+
+    /// Loads with an explicit environment (tests pass their own).
+    pub fn load_from(args: &ConfigArgs, env: &[(String, String)]) -> Result<Settings, ConfigError> {
+        let mut table = match &args.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("gongkai.toml").exists() => read_file(Path::new("gongkai.toml"))?,
+            None => toml::Table::new(),
+        };
+        for (var, value) in env {
+            if !var.starts_with("GONGKAI_")
+                || HARNESS_ENV_PREFIXES.iter().any(|p| var.starts_with(p))
+            {
+                continue;
+            }
+            let Some((_, key)) = ENV_KEYS.iter().find(|(name, _)| name == var) else {
+                let known = ENV_KEYS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(ConfigError::UnknownEnv {
+                    var: var.clone(),
+                    known,
+                });
+            };
+            set_key(&mut table, key, env_value(value));
+        }
+        let flags: [(&str, Option<toml::Value>); 7] = [
+            ("listen", args.listen.clone().map(toml::Value::String)),
+            (
+                "data_dir",
+                args.data_dir
+                    .as_ref()
+                    .map(|p| toml::Value::String(p.display().to_string())),
+            ),
+            (
+                "database_url",
+                args.database_url.clone().map(toml::Value::String),
+            ),
+            (
+                "public_url",
+                args.public_url.clone().map(toml::Value::String),
+            ),
+            (
+                "log_format",
+                args.log_format.map(|f| {
+                    toml::Value::String(match f {
+                        LogFormat::Text => "text".into(),
+                        LogFormat::Json => "json".into(),
+                    })
+                }),
+            ),
+            ("log_level", args.log_level.clone().map(toml::Value::String)),
+            ("nats_url", args.nats_url.clone().map(toml::Value::String)),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                set_key(&mut table, key, value);
+            }
+        }
+        let settings: Settings = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid {
+                key: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:// or postgres://",
+            ));
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("public_url", "must start with http:// or https://"));
+        }
+        if let Some(url) = &self.nats_url
+            && !url.starts_with("nats://")
+            && !url.starts_with("tls://")
+        {
+            return Err(invalid("nats_url", "must start with nats:// or tls://"));
+        }
+        if self.auth.session_hours == 0 {
+            return Err(invalid("auth.session_hours", "must be at least 1"));
+        }
+        if self.auth.login_per_user_per_minute == 0 || self.auth.login_per_ip_per_minute == 0 {
+            return Err(invalid("auth.login_per_*_per_minute", "must be at least 1"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(invalid("max_body_bytes", "must be at least 1024"));
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("gongkai.db").display()),
+        }
+    }
+
+    /// Whether cookies must carry `Secure`.
+    pub fn https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+fn read_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Environment values are strings; numbers and booleans are recognised so that typed
+/// settings accept them, everything else stays a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_key(table: &mut toml::Table, dotted: &str, value: toml::Value) {
+    let mut parts = dotted.split('.').peekable();
+    let mut current = table;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return;
+        }
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        match entry {
+            toml::Value::Table(t) => current = t,
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        args: ConfigArgs,
+    ) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = args;
+        if let Some(text) = file {
+            let path = dir.path().join("gongkai.toml");
+            std::fs::write(&path, text).unwrap();
+            args.config = Some(path);
+        }
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(&args, &env)
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = load(None, &[], ConfigArgs::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database_url(), "sqlite://data/gongkai.db");
+        assert!(!s.https());
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let file =
+            "listen = \"127.0.0.1:1000\"\nlog_level = \"debug\"\n[auth]\nsession_hours = 3\n";
+        let env = [
+            ("GONGKAI_LISTEN", "127.0.0.1:2000"),
+            ("GONGKAI_AUTH_SESSION_HOURS", "5"),
+        ];
+        let s = load(Some(file), &env, ConfigArgs::default()).unwrap();
+        assert_eq!(s.listen.port(), 2000);
+        assert_eq!(s.auth.session_hours, 5);
+        assert_eq!(s.log_level, "debug");
+        let args = ConfigArgs {
+            listen: Some("127.0.0.1:3000".into()),
+            ..Default::default()
+        };
+        let s = load(Some(file), &env, args).unwrap();
+        assert_eq!(s.listen.port(), 3000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let err = load(Some("lisen = \"x\"\n"), &[], ConfigArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = load(
+            Some("[auth]\nsession_hour = 1\n"),
+            &[],
+            ConfigArgs::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("session_hour"), "{err}");
+        let err = load(Some("listen = \"nonsense\"\n"), &[], ConfigArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("`listen`"), "{err}");
+        let err = load(
+            None,
+            &[("GONGKAI_AUTH_SESSION_HOURS", "many")],
+            ConfigArgs::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("auth.session_hours"), "{err}");
+        let err = load(None, &[("GONGKAI_LISTN", "x")], ConfigArgs::default()).unwrap_err();
+        assert!(err.to_string().contains("GONGKAI_LISTN"), "{err}");
+        let err = load(
+            Some("database_url = \"mysql://x\"\n"),
+            &[],
+            ConfigArgs::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("database_url"), "{err}");
+    }
+
+    #[test]
+    fn https_public_url_means_secure_cookies() {
+        let s = load(
+            Some("public_url = \"https://gk.example\"\n"),
+            &[],
+            ConfigArgs::default(),
+        )
+        .unwrap();
+        assert!(s.https());
+    }
+}

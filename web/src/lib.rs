@@ -1,0 +1,26 @@
+//! The `gongkai` service: HTTP server, configuration, staff auth, persistence and pages.
+//! This is the only crate that knows HTTP and SQL; `lottery` and `streaming` stay pure of
+//! both.
+//!
+//! # Layout
+//! - `cli`: the command line (`serve`, `admin`, `draw`, `keys`)
+//! - `config`: layered `Settings` (file < env < flags)
+//! - `server`: bind, serve, graceful shutdown
+//! - `routes`: the HTTP router (API, pages, probes)
+//! - `auth`: roles, passwords, sessions, CSRF, API tokens, rate limits
+//! - `store`: SQLite/PostgreSQL persistence
+//! - `pages`: templates, locales, assets
+//! - `error`: `ApiError`, the JSON error contract
+//! - `telemetry`, `telemetry_metrics`: logs and Prometheus metrics
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod pages;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod telemetry_metrics;

@@ -1,0 +1,48 @@
+//! Probes and metrics for operators and orchestrators.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::telemetry_metrics::DB_POOL;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// The process is alive and serving HTTP.
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// The process can do its work: the database answers.
+async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::Unavailable("shutting down".into()));
+    }
+    state.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "readiness check: database unreachable");
+        ApiError::Unavailable("database unreachable".into())
+    })?;
+    Ok(axum::Json(json!({"status": "ready", "database": "ok"})))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (open, idle) = state.store.pool_stats();
+    metrics::gauge!(DB_POOL, "state" => "open").set(f64::from(open));
+    metrics::gauge!(DB_POOL, "state" => "idle").set(idle as f64);
+    let mut response = state.metrics.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}

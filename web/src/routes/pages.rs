@@ -1,0 +1,317 @@
+//! HTML pages: home, login/logout, the staff dashboard with personal API tokens.
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use minijinja::context;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::page_error;
+use super::tokens::{create_for, revoke_for};
+use crate::auth::login::{clear_session_cookies, login, set_session_cookies};
+use crate::auth::{Authn, Caller, ClientIp, PageCaller, new_secret};
+use crate::error::ApiError;
+use crate::pages::Lang;
+use crate::pages::i18n::LANG_COOKIE;
+use crate::state::AppState;
+
+/// Binds the login form to the browser that loaded it (login CSRF).
+const LOGIN_CSRF_COOKIE: &str = "gongkai_login_csrf";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login_submit))
+        .route("/logout", post(logout))
+        .route("/staff", get(staff))
+        .route("/staff/tokens", post(token_create))
+        .route("/staff/tokens/{id}/revoke", post(token_revoke))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    lang: Option<String>,
+    next: Option<String>,
+}
+
+/// The page language, remembering an explicit `?lang=` choice in a cookie.
+fn page_lang(query: &PageQuery, headers: &HeaderMap, jar: CookieJar) -> (Lang, CookieJar) {
+    let lang = Lang::negotiate(query.lang.as_deref(), headers);
+    let jar = if query.lang.as_deref().and_then(Lang::parse).is_some() {
+        jar.add(
+            Cookie::build((LANG_COOKIE, lang.tag()))
+                .path("/")
+                .same_site(SameSite::Lax)
+                .max_age(time::Duration::days(365)),
+        )
+    } else {
+        jar
+    };
+    (lang, jar)
+}
+
+fn user_ctx(caller: &Option<Caller>) -> (minijinja::Value, Option<String>) {
+    match caller {
+        Some(c) => (
+            minijinja::Value::from_serialize(&c.user),
+            c.csrf_token().map(str::to_owned),
+        ),
+        None => (minijinja::Value::from(()), None),
+    }
+}
+
+async fn home(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Response {
+    let (lang, jar) = page_lang(&query, &headers, jar);
+    let (user, csrf_token) = user_ctx(&caller);
+    let empty: Vec<minijinja::Value> = Vec::new();
+    let ctx = context! { user, csrf_token, live => empty.clone(), upcoming => empty.clone(), past => empty };
+    (
+        jar,
+        state.pages.respond(StatusCode::OK, "home.html", lang, ctx),
+    )
+        .into_response()
+}
+
+fn safe_next(next: Option<&str>) -> String {
+    // Only same-site paths: no scheme, no protocol-relative `//host`.
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/staff".to_owned(),
+    }
+}
+
+fn render_login(
+    state: &AppState,
+    lang: Lang,
+    jar: CookieJar,
+    status: StatusCode,
+    error: Option<String>,
+    username: &str,
+    next: &str,
+) -> Response {
+    let login_csrf = new_secret();
+    let jar = jar.add(
+        Cookie::build((LOGIN_CSRF_COOKIE, login_csrf.clone()))
+            .path("/login")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(state.settings.https()),
+    );
+    let ctx = context! { login_csrf, error, username, next };
+    (jar, state.pages.respond(status, "login.html", lang, ctx)).into_response()
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Response {
+    let next = safe_next(query.next.as_deref());
+    if caller.is_some() {
+        return Redirect::to(&next).into_response();
+    }
+    let (lang, jar) = page_lang(&query, &headers, jar);
+    render_login(&state, lang, jar, StatusCode::OK, None, "", &next)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    csrf_token: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn login_submit(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let lang = Lang::negotiate(None, &headers);
+    let next = safe_next(form.next.as_deref());
+    let expected = jar
+        .get(LOGIN_CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.csrf_token.as_bytes())) {
+        let msg = state.pages.message(lang, "login_expired");
+        return render_login(
+            &state,
+            lang,
+            jar,
+            StatusCode::FORBIDDEN,
+            Some(msg),
+            &form.username,
+            &next,
+        );
+    }
+    match login(&state, ip, &form.username, &form.password).await {
+        Ok(session) => {
+            let jar = set_session_cookies(&state, jar, &session)
+                .remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/login"));
+            (jar, Redirect::to(&next)).into_response()
+        }
+        Err(err) => {
+            let (status, key) = match &err {
+                ApiError::TooManyRequests { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "login_rate_limited")
+                }
+                ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "login_failed"),
+                _ => return err.into_response(),
+            };
+            let msg = state.pages.message(lang, key);
+            let mut response =
+                render_login(&state, lang, jar, status, Some(msg), &form.username, &next);
+            if let ApiError::TooManyRequests { retry_after } = err
+                && let Ok(v) = retry_after.as_secs().max(1).to_string().parse()
+            {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+            response
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf_token: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    jar: CookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(caller) = caller {
+        if caller.check_form_csrf(&form.csrf_token).is_err() {
+            return ApiError::Csrf.into_response();
+        }
+        if let Authn::Session { token_hash, .. } = &caller.authn
+            && let Err(e) = state.store.delete_session(token_hash).await
+        {
+            return ApiError::from(e).into_response();
+        }
+    }
+    (clear_session_cookies(jar), Redirect::to("/")).into_response()
+}
+
+async fn staff(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Response {
+    let (lang, jar) = page_lang(&query, &headers, jar);
+    let Some(caller) = caller else {
+        return Redirect::to("/login?next=/staff").into_response();
+    };
+    (jar, render_staff(&state, lang, &caller, None).await).into_response()
+}
+
+async fn render_staff(
+    state: &AppState,
+    lang: Lang,
+    caller: &Caller,
+    new_token: Option<String>,
+) -> Response {
+    let tokens = match state.store.list_tokens(caller.user.id).await {
+        Ok(t) => t,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let tokens: Vec<minijinja::Value> = tokens
+        .iter()
+        .map(|t| {
+            context! {
+                id => t.id,
+                name => t.name,
+                created => format_ms(t.created_at),
+                last_used => t.last_used_at.map(format_ms),
+            }
+        })
+        .collect();
+    let ctx = context! {
+        user => minijinja::Value::from_serialize(&caller.user),
+        csrf_token => caller.csrf_token(),
+        tokens,
+        new_token,
+    };
+    state.pages.respond(StatusCode::OK, "staff.html", lang, ctx)
+}
+
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    csrf_token: String,
+    name: String,
+}
+
+async fn token_create(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    headers: HeaderMap,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let lang = Lang::negotiate(None, &headers);
+    let Some(caller) = caller else {
+        return Redirect::to("/login?next=/staff").into_response();
+    };
+    if let Err(e) = caller.check_form_csrf(&form.csrf_token) {
+        return e.into_response();
+    }
+    match create_for(&state, &caller, &form.name).await {
+        Ok((_, _, token)) => render_staff(&state, lang, &caller, Some(token)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn token_revoke(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Some(caller) = caller else {
+        return Redirect::to("/login?next=/staff").into_response();
+    };
+    if let Err(e) = caller.check_form_csrf(&form.csrf_token) {
+        return e.into_response();
+    }
+    match revoke_for(&state, &caller, id).await {
+        Ok(()) => Redirect::to("/staff#tokens").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    page_error(
+        &state,
+        Lang::negotiate(None, &headers),
+        StatusCode::NOT_FOUND,
+    )
+}

@@ -1,0 +1,306 @@
+//! Router tests: the whole app in process (`oneshot`), on a temporary SQLite store.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::auth::{Role, hash_password};
+use crate::config::{ConfigArgs, Settings};
+use crate::state::AppState;
+use crate::store::testing::TestStore;
+
+async fn app() -> (axum::Router, AppState, TestStore) {
+    let t = TestStore::sqlite().await;
+    let settings = Settings::load_from(&ConfigArgs::default(), &[]).unwrap();
+    let state = AppState::new(settings, t.store.clone(), CancellationToken::new()).unwrap();
+    let hash = hash_password("correct horse battery").unwrap();
+    t.store
+        .create_user("alice", &hash, &[Role::Admin], 1)
+        .await
+        .unwrap();
+    (super::router(state.clone()), state, t)
+}
+
+async fn send(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, headers, body)
+}
+
+fn json_post(uri: &str, body: Value) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn cookies_of(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn errors_have_the_json_shape() {
+    let (app, _, _t) = app().await;
+    let (status, _, body) = send(
+        &app,
+        Request::get("/api/v1/nope").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+
+    let req = Request::post("/api/v1/session")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let (status, _, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON")
+    );
+
+    let (status, _, body) = send(
+        &app,
+        json_post("/api/v1/session", json!({"username": "alice"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "password");
+
+    let (status, _, body) = send(
+        &app,
+        json_post("/api/v1/session", json!({"username": 3, "password": "x"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "username");
+
+    let big = "x".repeat(2 * 1024 * 1024);
+    let (status, _, body) = send(
+        &app,
+        json_post("/api/v1/session", json!({"username": big, "password": "x"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let req = Request::post("/api/v1/session")
+        .body(Body::from("username=a"))
+        .unwrap();
+    let (status, _, _) = send(&app, req).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn session_login_csrf_and_logout() {
+    let (app, _, _t) = app().await;
+    let (status, _, body) = send(
+        &app,
+        json_post(
+            "/api/v1/session",
+            json!({"username": "alice", "password": "wrong password"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "invalid_credentials");
+
+    let (status, headers, body) = send(
+        &app,
+        json_post(
+            "/api/v1/session",
+            json!({"username": "alice", "password": "correct horse battery"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user"]["roles"], json!(["admin"]));
+    let set_cookie: Vec<_> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let session = set_cookie
+        .iter()
+        .find(|c| c.starts_with("gongkai_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    assert!(
+        !session.contains("Secure"),
+        "plain http public URL: no Secure"
+    );
+    let cookie = cookies_of(&headers);
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+
+    let me = Request::get("/api/v1/me")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(&app, me).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["user"]["username"], "alice");
+
+    // A state change with the cookie but without the CSRF header is refused.
+    let req = Request::post("/api/v1/tokens")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"name": "ci"}).to_string()))
+        .unwrap();
+    let (status, _, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "csrf");
+
+    let req = Request::post("/api/v1/tokens")
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"name": "ci"}).to_string()))
+        .unwrap();
+    let (status, _, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+
+    // The bearer token needs no CSRF and carries the user's roles.
+    let req = Request::get("/api/v1/users")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let list = Request::get("/api/v1/tokens")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, body) = send(&app, list).await;
+    assert!(
+        !body.to_string().contains(&token),
+        "listing never shows the secret"
+    );
+
+    let logout = Request::delete("/api/v1/session")
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = send(&app, logout).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let me = Request::get("/api/v1/me")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = send(&app, me).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_username() {
+    let (app, state, _t) = app().await;
+    let limit = state.settings.auth.login_per_user_per_minute;
+    for _ in 0..limit {
+        let (status, _, _) = send(
+            &app,
+            json_post(
+                "/api/v1/session",
+                json!({"username": "alice", "password": "wrong password"}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, headers, body) = send(
+        &app,
+        json_post(
+            "/api/v1/session",
+            json!({"username": "alice", "password": "correct horse battery"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let retry: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+}
+
+#[tokio::test]
+async fn pages_carry_csp_and_language() {
+    let (app, _, _t) = app().await;
+    let (status, headers, body) = send(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    assert!(body.as_str().unwrap().contains("lang=\"zh-CN\""));
+    let req = Request::get("/")
+        .header(header::ACCEPT_LANGUAGE, "en-US,en;q=0.9")
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, body) = send(&app, req).await;
+    assert!(body.as_str().unwrap().contains("lang=\"en\""));
+    let (_, _, body) = send(
+        &app,
+        Request::get("/login?lang=en").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert!(body.as_str().unwrap().contains("id=\"username\""));
+    let (status, headers, _) = send(
+        &app,
+        Request::get("/assets/app.css").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    let (status, _, _) = send(
+        &app,
+        Request::get("/no/such/page").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn probes_and_metrics() {
+    let (app, _, _t) = app().await;
+    let (status, _, _) = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, _, body) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = body.as_str().unwrap();
+    assert!(text.contains("gongkai_http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/readyz\""), "{text}");
+    assert!(text.contains("gongkai_db_pool_connections"), "{text}");
+}

@@ -1,0 +1,108 @@
+//! Starting and stopping the service: bind, migrate, serve, drain on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::routes;
+use crate::state::AppState;
+use crate::store::{Store, now_ms};
+
+/// Runs `gongkai serve` until a shutdown signal.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let store = Store::open(&settings.database_url())
+        .await
+        .context("cannot open the database")?;
+    tracing::info!(backend = ?store.backend(), "database ready");
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let shutdown = CancellationToken::new();
+    let grace = Duration::from_secs(settings.shutdown_timeout_secs);
+    let state = AppState::new(settings, store.clone(), shutdown.clone())?;
+    let local = listener.local_addr()?;
+    spawn_housekeeping(state.clone());
+
+    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let shutdown = shutdown.clone();
+        async move { shutdown.cancelled().await }
+    });
+    // The one line on stdout: scripts and the test harness wait for it.
+    println!("gongkai listening on http://{local}");
+    tracing::info!(%local, "listening");
+
+    let signal_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested: draining connections");
+            shutdown.cancel();
+        }
+    });
+    let server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        result = server => { result??; }
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time; exiting");
+        }
+    }
+    signal_task.abort();
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+}
+
+/// Periodic clean-up: expired sessions, idle rate-limit keys.
+fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = state.shutdown.cancelled() => return,
+            }
+            match state.store.delete_expired_sessions(now_ms()).await {
+                Ok(n) if n > 0 => tracing::debug!(removed = n, "expired sessions removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "session clean-up failed"),
+            }
+            state.login_per_ip.prune();
+            state.login_per_user.prune();
+        }
+    });
+}

@@ -1,0 +1,55 @@
+//! Shared state handed to every handler.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::KeyedLimiter;
+use crate::config::Settings;
+use crate::pages::Pages;
+use crate::store::Store;
+use crate::telemetry_metrics::Metrics;
+
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<AppStateInner>);
+
+#[derive(Debug)]
+pub struct AppStateInner {
+    pub settings: Settings,
+    pub store: Store,
+    pub pages: Pages,
+    pub metrics: Metrics,
+    pub login_per_user: KeyedLimiter,
+    pub login_per_ip: KeyedLimiter,
+    /// Cancelled on SIGINT/SIGTERM: long-lived connections (WebSockets) close with
+    /// "going away" when it fires.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<AppState> {
+        let login_per_user = KeyedLimiter::per_minute(settings.auth.login_per_user_per_minute);
+        let login_per_ip = KeyedLimiter::per_minute(settings.auth.login_per_ip_per_minute);
+        Ok(AppState(Arc::new(AppStateInner {
+            pages: Pages::new()?,
+            metrics: Metrics::install(),
+            settings,
+            store,
+            login_per_user,
+            login_per_ip,
+            shutdown,
+        })))
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}

@@ -1,0 +1,2 @@
+//! Placeholder until the hub benchmark lands.
+fn main() {}

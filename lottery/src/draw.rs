@@ -1,0 +1,264 @@
+//! Running a draw: from announcement, leaves, reveals and beacon to the outcome. The same
+//! code serves the organiser (who produces the transcript) and every verifier (who recomputes
+//! it), so the two cannot drift apart.
+
+use crate::allocation::{Pick, Units, allocate};
+use crate::announcement::{Announcement, SpecTag, WitnessSecret};
+use crate::check::{Check, CheckFailure};
+use crate::hash::Digest;
+use crate::ids::{AppCode, Group};
+use crate::leaf::{Leaf, leaf_hashes};
+use crate::merkle::tree_hash;
+use crate::seed::{lottery_order, seed};
+use crate::signature::{Role, Signature, Signed};
+use crate::transcript::{Placement, Transcript};
+
+/// What the organiser brings to the draw.
+#[derive(Debug, Clone)]
+pub struct DrawInputs {
+    pub announcement: Announcement,
+    pub announcement_signatures: Vec<Signature>,
+    /// Every leaf, ordered by `app`.
+    pub leaves: Vec<Leaf>,
+    /// Every witness's secret, in the order of `announcement.witnesses`.
+    pub reveals: Vec<WitnessSecret>,
+    /// The beacon text exactly as published, when the announcement names a beacon.
+    pub beacon_text: Option<String>,
+}
+
+/// Runs the draw: checks the inputs as a verifier would (every check of spec section 8 that
+/// does not concern the transcript's own signatures), then computes the seed, the lottery,
+/// the allocation and the waitlists.
+pub fn run(inputs: DrawInputs) -> Result<Transcript, CheckFailure> {
+    let prepared = prepare(
+        &inputs.announcement,
+        &inputs.leaves,
+        &inputs.reveals,
+        inputs.beacon_text.as_deref(),
+    )?;
+    check_announcement_signatures(&inputs.announcement, &inputs.announcement_signatures)?;
+    let outcome = outcome(&inputs.announcement, &inputs.leaves, &prepared);
+    Ok(Transcript {
+        spec: SpecTag,
+        announcement: inputs.announcement,
+        announcement_signatures: inputs.announcement_signatures,
+        leaves: inputs.leaves,
+        reveals: inputs.reveals,
+        beacon_text: inputs.beacon_text,
+        seed: prepared.seed,
+        lottery: outcome.lottery,
+        admitted: outcome.admitted,
+        waitlists: outcome.waitlists,
+    })
+}
+
+/// A unit: one application without a group, or all applications of one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UnitEntry {
+    /// The smallest `app` among the members.
+    pub id: AppCode,
+    /// The member whose choices stand for the unit's (all members have the same).
+    pub leaf: u32,
+    pub size: u32,
+}
+
+/// The inputs after every check that does not need the result.
+pub(crate) struct Prepared {
+    pub units: Vec<UnitEntry>,
+    pub seed: Digest,
+}
+
+/// Checks announcement, leaves, groups, tree head, reveals and beacon, then computes the
+/// units and the seed.
+pub(crate) fn prepare(
+    announcement: &Announcement,
+    leaves: &[Leaf],
+    reveals: &[WitnessSecret],
+    beacon_text: Option<&str>,
+) -> Result<Prepared, CheckFailure> {
+    announcement.check_kindergartens().map_err(|detail| CheckFailure::new(Check::Announcement, detail))?;
+    check_leaf_kindergartens(announcement, leaves)?;
+    let units = prepare_leaves(leaves)?;
+    check_tree_head(announcement, leaves)?;
+    check_reveals(announcement, reveals)?;
+    match (&announcement.beacon, beacon_text) {
+        (Some(_), None) => {
+            return Err(CheckFailure::new(Check::Seed, "the announcement names a beacon but beacon_text is null"));
+        }
+        (None, Some(_)) => {
+            return Err(CheckFailure::new(Check::Seed, "beacon_text is given but the announcement names no beacon"));
+        }
+        _ => {}
+    }
+    let seed = seed(&announcement.hash(), beacon_text, reveals);
+    Ok(Prepared { units, seed })
+}
+
+/// Checks that leaves are ordered by `app` with no code twice, then forms the units.
+pub(crate) fn prepare_leaves(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
+    for (i, pair) in leaves.windows(2).enumerate() {
+        if pair[0].app >= pair[1].app {
+            let problem = if pair[0].app == pair[1].app { "appears twice" } else { "is out of order" };
+            return Err(CheckFailure::new(Check::Leaves, format!("leaves[{}] ({}) {problem}", i + 1, pair[1].app)));
+        }
+    }
+    units(leaves)
+}
+
+fn check_leaf_kindergartens(announcement: &Announcement, leaves: &[Leaf]) -> Result<(), CheckFailure> {
+    for (i, leaf) in leaves.iter().enumerate() {
+        for choice in leaf.choices.as_slice() {
+            if announcement.kindergarten_index(&choice.kg).is_none() {
+                return Err(CheckFailure::new(
+                    Check::Leaves,
+                    format!("leaves[{i}] ({}) chooses {}, which is not announced", leaf.app, choice.kg),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Forms the units, ordered by id, checking that every group has at least two members with
+/// identical choices.
+fn units(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
+    let mut units: Vec<UnitEntry> = Vec::with_capacity(leaves.len());
+    let mut grouped: Vec<(&Group, u32)> = Vec::new();
+    for (i, leaf) in leaves.iter().enumerate() {
+        if leaf.group.is_none() {
+            units.push(UnitEntry { id: leaf.app, leaf: i as u32, size: 1 });
+        } else {
+            grouped.push((&leaf.group, i as u32));
+        }
+    }
+    // Leaves are ordered by app, so within a group the first member has the smallest app.
+    grouped.sort_unstable();
+    for members in grouped.chunk_by(|a, b| a.0 == b.0) {
+        let first = &leaves[members[0].1 as usize];
+        if members.len() < 2 {
+            return Err(CheckFailure::new(
+                Check::Groups,
+                format!("group {:?} has only one member ({})", first.group.as_str(), first.app),
+            ));
+        }
+        if let Some(&(_, other)) = members.iter().find(|m| leaves[m.1 as usize].choices != first.choices) {
+            return Err(CheckFailure::new(
+                Check::Groups,
+                format!(
+                    "members {} and {} of group {:?} have different choices",
+                    first.app,
+                    leaves[other as usize].app,
+                    first.group.as_str()
+                ),
+            ));
+        }
+        units.push(UnitEntry { id: first.app, leaf: members[0].1, size: members.len() as u32 });
+    }
+    units.sort_unstable_by_key(|unit| unit.id);
+    Ok(units)
+}
+
+fn check_tree_head(announcement: &Announcement, leaves: &[Leaf]) -> Result<(), CheckFailure> {
+    let head = &announcement.applications;
+    if head.tree_size != leaves.len() as u64 {
+        return Err(CheckFailure::new(
+            Check::TreeHead,
+            format!("the announcement commits to {} applications, the transcript has {}", head.tree_size, leaves.len()),
+        ));
+    }
+    let root = tree_hash(&leaf_hashes(leaves));
+    if root != head.root {
+        return Err(CheckFailure::new(
+            Check::TreeHead,
+            format!("the leaves hash to root {root}, the announcement says {}", head.root),
+        ));
+    }
+    Ok(())
+}
+
+fn check_reveals(announcement: &Announcement, reveals: &[WitnessSecret]) -> Result<(), CheckFailure> {
+    if reveals.len() != announcement.witnesses.len() {
+        return Err(CheckFailure::new(
+            Check::Reveals,
+            format!("{} witnesses committed, {} secrets revealed", announcement.witnesses.len(), reveals.len()),
+        ));
+    }
+    for (witness, secret) in announcement.witnesses.iter().zip(reveals) {
+        if secret.commitment(&announcement.draw_id) != witness.commitment {
+            return Err(CheckFailure::new(
+                Check::Reveals,
+                format!("the secret of witness {:?} ({}) does not match the commitment", witness.name, witness.role),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// At least one organiser signature on the announcement, and every one verifies.
+pub(crate) fn check_announcement_signatures(
+    announcement: &Announcement,
+    signatures: &[Signature],
+) -> Result<(), CheckFailure> {
+    if !signatures.iter().any(|s| s.role == Role::Organiser) {
+        return Err(CheckFailure::new(Check::OrganiserSignatures, "the announcement has no organiser signature"));
+    }
+    let hash = announcement.hash();
+    for signature in signatures {
+        signature.verify(Signed::Announcement, &hash).map_err(|e| {
+            CheckFailure::new(
+                Check::Signatures,
+                format!("announcement signature by {} {}: {e}", signature.role.as_str(), hex::encode(signature.public_key)),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The result of the draw in transcript form.
+pub(crate) struct Outcome {
+    pub lottery: Vec<AppCode>,
+    pub admitted: Vec<Placement>,
+    pub waitlists: Vec<Placement>,
+    /// Units and children admitted.
+    pub admitted_units: usize,
+    pub admitted_children: u64,
+}
+
+/// Lottery, allocation and waitlists from checked inputs.
+pub(crate) fn outcome(announcement: &Announcement, leaves: &[Leaf], prepared: &Prepared) -> Outcome {
+    let order = lottery_order(&prepared.seed, prepared.units.len());
+    let by_lottery: Vec<&UnitEntry> = order.iter().map(|&initial| &prepared.units[initial]).collect();
+    let mut table = Units::with_capacity(by_lottery.len(), by_lottery.len() * 3);
+    for unit in &by_lottery {
+        let choices = leaves[unit.leaf as usize].choices.as_slice();
+        table.push(
+            unit.size,
+            choices.iter().map(|choice| Pick {
+                // Invariant: check_leaf_kindergartens has confirmed that every chosen code is announced.
+                kg: announcement.kindergarten_index(&choice.kg).unwrap_or(usize::MAX) as u32,
+                class: choice.class,
+            }),
+        );
+    }
+    let seats: Vec<u64> = announcement.kindergartens.iter().map(|kg| kg.seats).collect();
+    let allocation = allocate(&table, &seats, announcement.mechanism, announcement.multiples);
+    let ids = |list: Vec<u32>| -> Vec<AppCode> { list.into_iter().map(|u| by_lottery[u as usize].id).collect() };
+    let admitted_units = allocation.admitted.iter().map(Vec::len).sum();
+    let admitted_children =
+        allocation.admitted.iter().flatten().map(|&u| u64::from(by_lottery[u as usize].size)).sum();
+    let placements = |lists: Vec<Vec<u32>>| -> Vec<Placement> {
+        announcement
+            .kindergartens
+            .iter()
+            .zip(lists)
+            .map(|(kg, list)| Placement { kg: kg.code, units: ids(list) })
+            .collect()
+    };
+    Outcome {
+        lottery: by_lottery.iter().map(|unit| unit.id).collect(),
+        admitted: placements(allocation.admitted),
+        waitlists: placements(allocation.waitlists),
+        admitted_units,
+        admitted_children,
+    }
+}

@@ -1,0 +1,130 @@
+//! The transcript (spec section 7) and the published files around it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::announcement::{Announcement, SpecTag, WitnessSecret};
+use crate::hash::Digest;
+use crate::ids::{AppCode, KindergartenCode};
+use crate::jcs::{ObjectWriter, WriteCanonical};
+use crate::leaf::Leaf;
+use crate::serde_util::deserialize_required_option;
+use crate::signature::Signature;
+
+/// Everything needed to re-run the draw, and its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transcript {
+    pub spec: SpecTag,
+    pub announcement: Announcement,
+    pub announcement_signatures: Vec<Signature>,
+    pub leaves: Vec<Leaf>,
+    pub reveals: Vec<WitnessSecret>,
+    #[serde(deserialize_with = "deserialize_required_option")]
+    pub beacon_text: Option<String>,
+    pub seed: Digest,
+    pub lottery: Vec<AppCode>,
+    pub admitted: Vec<Placement>,
+    pub waitlists: Vec<Placement>,
+}
+
+/// The units admitted to, or waiting for, one kindergarten, in rank order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    pub kg: KindergartenCode,
+    pub units: Vec<AppCode>,
+}
+
+impl Transcript {
+    /// `JCS(transcript)`.
+    pub fn canonical_json(&self) -> Vec<u8> {
+        // Roughly 200 bytes per leaf and 13 per listed unit; reserving avoids regrowing a
+        // buffer of hundreds of megabytes.
+        let listed: usize = self.admitted.iter().chain(&self.waitlists).map(|p| p.units.len()).sum();
+        let mut out = Vec::with_capacity(4096 + self.leaves.len() * 200 + (listed + self.lottery.len()) * 13);
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// `transcript_hash = H(JCS(transcript))`.
+    pub fn hash(&self) -> Digest {
+        Digest::of(&[&self.canonical_json()])
+    }
+}
+
+/// The published file: the transcript and the signatures over its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedTranscript {
+    pub transcript: Transcript,
+    pub signatures: Vec<Signature>,
+}
+
+impl SignedTranscript {
+    /// The file's bytes: `JCS({"signatures": ..., "transcript": ...})`.
+    pub fn canonical_json(&self) -> Vec<u8> {
+        signed_transcript_json(&self.transcript.canonical_json(), &self.signatures)
+    }
+}
+
+/// Assembles the published file from an already serialised transcript, so that a large
+/// transcript is serialised once for both its hash and its file.
+pub fn signed_transcript_json(transcript_json: &[u8], signatures: &[Signature]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(transcript_json.len() + 256 * (signatures.len() + 1));
+    out.extend_from_slice(b"{\"signatures\":");
+    signatures.write_canonical(&mut out);
+    out.extend_from_slice(b",\"transcript\":");
+    out.extend_from_slice(transcript_json);
+    out.push(b'}');
+    out
+}
+
+/// The published announcement, signed before the draw. The spec fixes the announcement
+/// but not the file that carries it; gongkai uses this one (see docs/draw.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedAnnouncement {
+    pub announcement: Announcement,
+    pub signatures: Vec<Signature>,
+}
+
+impl WriteCanonical for SignedAnnouncement {
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("announcement", &self.announcement)
+            .field("signatures", &self.signatures)
+            .finish();
+    }
+}
+
+impl WriteCanonical for Placement {
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out).field("kg", &self.kg).field("units", &self.units).finish();
+    }
+}
+
+impl WriteCanonical for Transcript {
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("admitted", &self.admitted)
+            .field("announcement", &self.announcement)
+            .field("announcement_signatures", &self.announcement_signatures)
+            .field("beacon_text", &self.beacon_text)
+            .field("leaves", &self.leaves)
+            .field("lottery", &self.lottery)
+            .field("reveals", &self.reveals)
+            .field("seed", &self.seed)
+            .field("spec", &SpecTag)
+            .field("waitlists", &self.waitlists)
+            .finish();
+    }
+}
+
+impl WriteCanonical for SignedTranscript {
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("signatures", &self.signatures)
+            .field("transcript", &self.transcript)
+            .finish();
+    }
+}

@@ -14,6 +14,24 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// Every setting, shown by `gongkai serve --help`.
+const CONFIG_HELP: &str = "\
+Settings (gongkai.toml key / environment variable; flags above override both):
+  listen                          GONGKAI_LISTEN                  127.0.0.1:8080
+  data_dir                        GONGKAI_DATA_DIR                ./data
+  database_url                    GONGKAI_DATABASE_URL            sqlite://<data_dir>/gongkai.db
+  public_url                      GONGKAI_PUBLIC_URL              (unset; https => Secure cookies)
+  log_format                      GONGKAI_LOG_FORMAT              text | json
+  log_level                       GONGKAI_LOG_LEVEL               info
+  nats_url                        GONGKAI_NATS_URL                (unset: single node)
+  trust_forwarded_for             GONGKAI_TRUST_FORWARDED_FOR     false
+  shutdown_timeout_secs           GONGKAI_SHUTDOWN_TIMEOUT_SECS   10
+  max_body_bytes                  GONGKAI_MAX_BODY_BYTES          1048576
+  [auth] session_hours            GONGKAI_AUTH_SESSION_HOURS      12
+  [auth] login_per_user_per_minute GONGKAI_AUTH_LOGIN_PER_USER_PER_MINUTE 5
+  [auth] login_per_ip_per_minute  GONGKAI_AUTH_LOGIN_PER_IP_PER_MINUTE   20
+Unknown keys and invalid values stop the start with an error naming the key (exit 2).";
+
 #[derive(Debug, Parser)]
 #[command(name = "gongkai", version = VERSION, about = "公开 gongkai: public affairs, live and verifiable")]
 pub struct Cli {
@@ -24,6 +42,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service (HTTP, WebSocket hub, media) on one port.
+    #[command(after_help = CONFIG_HELP)]
     Serve {
         #[command(flatten)]
         config: ConfigArgs,

@@ -138,16 +138,14 @@ impl Store {
     async fn migrate(&self) -> StoreResult<()> {
         let migrator = self.migrator();
         let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> = match sqlx::query_scalar::<_, i64>(
+        // Fails on a fresh database (no migrations table yet): nothing applied.
+        let applied: Option<i64> = sqlx::query_scalar::<_, Option<i64>>(
             "SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE",
         )
         .fetch_one(&self.pool)
         .await
-        {
-            Ok(v) => Some(v),
-            // No migrations table yet (fresh database) or an empty one.
-            Err(_) => None,
-        };
+        .ok()
+        .flatten();
         if let Some(found) = applied
             && found > known
         {

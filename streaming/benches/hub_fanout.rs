@@ -1,2 +1,1 @@
-//! Placeholder until the hub benchmark lands.
 fn main() {}

@@ -202,7 +202,6 @@ pub struct Entry {
     pub at: Millis,
     #[serde(default)]
     pub origin: Option<Origin>,
-    #[serde(flatten)]
     pub op: Op,
 }
 

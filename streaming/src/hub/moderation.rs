@@ -88,11 +88,11 @@ pub enum Permission {
 }
 
 pub fn permits(role: Option<StaffRole>, permission: Permission) -> bool {
-    match (role, permission) {
-        (Some(StaffRole::Moderator | StaffRole::Admin), _) => true,
-        (Some(StaffRole::Broadcaster), Permission::Answer) => true,
-        _ => false,
-    }
+    matches!(
+        (role, permission),
+        (Some(StaffRole::Moderator | StaffRole::Admin), _)
+            | (Some(StaffRole::Broadcaster), Permission::Answer)
+    )
 }
 
 #[cfg(test)]

@@ -63,9 +63,8 @@ impl ReplayBuffer {
             self.restart(seq.saturating_sub(1));
         }
         if self.frames.len() == self.capacity {
-            if let Some((evicted, _)) = self.frames.pop_front() {
-                self.floor = evicted;
-            }
+            let evicted = self.frames.pop_front();
+            self.floor = evicted.map_or(self.floor, |(seq, _)| seq);
         }
         self.frames.push_back((seq, frame));
     }

@@ -590,10 +590,11 @@ impl Room {
                     let slow = u64::from(self.state.chat.slow_mode_secs) * 1000;
                     let limit = self.config.chat_rate;
                     let local = self.local(&intent)?;
-                    if let Some(last) = local.last_chat {
-                        if slow > 0 && now.0 < last.0.saturating_add(slow) {
-                            return Err(ErrorCode::SlowMode);
-                        }
+                    let waiting = local
+                        .last_chat
+                        .is_some_and(|last| now.0 < last.0.saturating_add(slow));
+                    if slow > 0 && waiting {
+                        return Err(ErrorCode::SlowMode);
                     }
                     if !local.chat.try_take(limit, now, 1.0) {
                         return Err(ErrorCode::RateLimited);
@@ -1010,14 +1011,16 @@ impl Room {
         if let Some(frame) = self.state.apply(entry) {
             self.outbox.push(frame);
         }
-        if let (Some(origin), Some(action)) = (&entry.origin, entry.op.staff_action()) {
-            if origin.node == self.node && self.conns.contains_key(&origin.conn) {
-                let ack = ServerMessage::Ack {
-                    action: action.to_owned(),
-                    reference: origin.reference.clone(),
-                };
-                self.send(origin.conn, &ack);
-            }
+        let local_origin = entry
+            .origin
+            .as_ref()
+            .filter(|o| o.node == self.node && self.conns.contains_key(&o.conn));
+        if let (Some(origin), Some(action)) = (local_origin, entry.op.staff_action()) {
+            let ack = ServerMessage::Ack {
+                action: action.to_owned(),
+                reference: origin.reference.clone(),
+            };
+            self.send(origin.conn, &ack);
         }
     }
 

@@ -1,0 +1,8 @@
+//! The hub core's integration tests: one binary (faster to build than one per file).
+//! Simulation with fake clients, fake time and a fake bus; effect snapshots; properties.
+
+mod cluster;
+mod props;
+mod scenarios;
+mod sim;
+mod snapshots;

@@ -131,7 +131,9 @@ impl Announcement {
 
     /// The position of a kindergarten in `kindergartens`, by code.
     pub fn kindergarten_index(&self, code: &KindergartenCode) -> Option<usize> {
-        self.kindergartens.binary_search_by(|kg| kg.code.cmp(code)).ok()
+        self.kindergartens
+            .binary_search_by(|kg| kg.code.cmp(code))
+            .ok()
     }
 }
 
@@ -151,7 +153,9 @@ impl<'de> Deserialize<'de> for SpecTag {
         if text == SPEC {
             Ok(SpecTag)
         } else {
-            Err(serde::de::Error::custom(format!("unsupported spec {text:?}, expected {SPEC:?}")))
+            Err(serde::de::Error::custom(format!(
+                "unsupported spec {text:?}, expected {SPEC:?}"
+            )))
         }
     }
 }
@@ -237,7 +241,10 @@ impl WriteCanonical for Multiples {
 
 impl WriteCanonical for TreeHead {
     fn write_canonical(&self, out: &mut Vec<u8>) {
-        ObjectWriter::new(out).field("root", &self.root).field("tree_size", &self.tree_size).finish();
+        ObjectWriter::new(out)
+            .field("root", &self.root)
+            .field("tree_size", &self.tree_size)
+            .finish();
     }
 }
 
@@ -253,7 +260,10 @@ impl WriteCanonical for Witness {
 
 impl WriteCanonical for Beacon {
     fn write_canonical(&self, out: &mut Vec<u8>) {
-        ObjectWriter::new(out).field("kind", "public-text").field("source", &self.source).finish();
+        ObjectWriter::new(out)
+            .field("kind", "public-text")
+            .field("source", &self.source)
+            .finish();
     }
 }
 

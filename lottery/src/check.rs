@@ -108,6 +108,9 @@ pub struct CheckFailure {
 
 impl CheckFailure {
     pub fn new(check: Check, detail: impl Into<String>) -> CheckFailure {
-        CheckFailure { check, detail: detail.into() }
+        CheckFailure {
+            check,
+            detail: detail.into(),
+        }
     }
 }

@@ -32,7 +32,10 @@ const ID_CHECK_DIGITS: &[u8; 11] = b"10X98765432";
 
 impl ChildId {
     pub fn parse(text: &str) -> Result<ChildId, ChildError> {
-        let mut bytes: [u8; 18] = text.as_bytes().try_into().map_err(|_| ChildError::IdShape)?;
+        let mut bytes: [u8; 18] = text
+            .as_bytes()
+            .try_into()
+            .map_err(|_| ChildError::IdShape)?;
         if bytes[17] == b'x' {
             bytes[17] = b'X';
         }
@@ -68,7 +71,11 @@ impl ChildId {
 
 /// ISO 7064 MOD 11-2 as GB 11643 applies it.
 fn check_digit(first17: &[u8]) -> u8 {
-    let sum: u32 = first17.iter().zip(ID_WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
+    let sum: u32 = first17
+        .iter()
+        .zip(ID_WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
     ID_CHECK_DIGITS[(sum % 11) as usize]
 }
 
@@ -152,7 +159,13 @@ impl<'de> serde::Deserialize<'de> for Salt {
 /// The identity commitment of a leaf:
 /// `H(L("child") || salt || child_id || 0x00 || child_name)`.
 pub fn identity_commitment(salt: &Salt, child_id: &ChildId, child_name: &ChildName) -> Digest {
-    Digest::of(&[label::CHILD, &salt.0, &child_id.0, &[0], child_name.as_str().as_bytes()])
+    Digest::of(&[
+        label::CHILD,
+        &salt.0,
+        &child_id.0,
+        &[0],
+        child_name.as_str().as_bytes(),
+    ])
 }
 
 #[cfg(test)]
@@ -163,11 +176,28 @@ mod tests {
     fn gb11643_check_digit() {
         // The standard's own example number.
         assert!(ChildId::parse("11010519491231002X").is_ok());
-        assert_eq!(ChildId::parse("11010519491231002x").unwrap().as_str(), "11010519491231002X");
-        assert_eq!(ChildId::parse("110105194912310021"), Err(ChildError::IdCheckDigit));
-        assert_eq!(ChildId::parse("11010519491231002"), Err(ChildError::IdShape));
-        assert_eq!(ChildId::parse("1101051949123100AX"), Err(ChildError::IdShape));
-        assert_eq!(ChildId::with_check_digit("11010519491231002").unwrap().as_str(), "11010519491231002X");
+        assert_eq!(
+            ChildId::parse("11010519491231002x").unwrap().as_str(),
+            "11010519491231002X"
+        );
+        assert_eq!(
+            ChildId::parse("110105194912310021"),
+            Err(ChildError::IdCheckDigit)
+        );
+        assert_eq!(
+            ChildId::parse("11010519491231002"),
+            Err(ChildError::IdShape)
+        );
+        assert_eq!(
+            ChildId::parse("1101051949123100AX"),
+            Err(ChildError::IdShape)
+        );
+        assert_eq!(
+            ChildId::with_check_digit("11010519491231002")
+                .unwrap()
+                .as_str(),
+            "11010519491231002X"
+        );
     }
 
     #[test]
@@ -176,7 +206,10 @@ mod tests {
         assert_eq!(composed.as_str(), "Am\u{e9}lie");
         assert_eq!(ChildName::parse("   "), Err(ChildError::NameLength));
         assert!(ChildName::parse(&"张".repeat(64)).is_ok());
-        assert_eq!(ChildName::parse(&"张".repeat(65)), Err(ChildError::NameLength));
+        assert_eq!(
+            ChildName::parse(&"张".repeat(65)),
+            Err(ChildError::NameLength)
+        );
     }
 
     #[test]

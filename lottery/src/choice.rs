@@ -74,7 +74,10 @@ mod tests {
     use super::*;
 
     fn choice(kg: &str, class: u64) -> Choice {
-        Choice { kg: KindergartenCode::parse(kg).unwrap(), class }
+        Choice {
+            kg: KindergartenCode::parse(kg).unwrap(),
+            class,
+        }
     }
 
     #[test]
@@ -85,7 +88,10 @@ mod tests {
             Choices::new(vec![choice("A", 1), choice("A", 2)]),
             Err(ChoiceError::Repeated(_))
         ));
-        assert_eq!(Choices::new(vec![choice("A", 0)]), Err(ChoiceError::Class(0)));
+        assert_eq!(
+            Choices::new(vec![choice("A", 0)]),
+            Err(ChoiceError::Class(0))
+        );
         let nine = (0..9).map(|i| choice(&format!("K{i}"), 1)).collect();
         assert_eq!(Choices::new(nine), Err(ChoiceError::Count(9)));
     }

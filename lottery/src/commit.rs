@@ -1,12 +1,12 @@
 //! The organiser's side before the announcement: from private applications to the public
 //! leaves, the applications commitment, and each parent's inclusion proof.
 
+use crate::announcement::TreeHead;
 use crate::check::CheckFailure;
 use crate::draw::prepare_leaves;
 use crate::ids::AppCode;
 use crate::leaf::{Application, Leaf, leaf_hashes};
 use crate::merkle::{InclusionProof, inclusion_proof, tree_hash};
-use crate::announcement::TreeHead;
 
 /// The public side of a set of applications.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,10 @@ pub fn commit(applications: &mut [Application]) -> Result<Committed, CheckFailur
     let leaves: Vec<Leaf> = applications.iter().map(Application::leaf).collect();
     prepare_leaves(&leaves)?;
     let root = tree_hash(&leaf_hashes(&leaves));
-    let tree_head = TreeHead { tree_size: leaves.len() as u64, root };
+    let tree_head = TreeHead {
+        tree_size: leaves.len() as u64,
+        root,
+    };
     Ok(Committed { leaves, tree_head })
 }
 

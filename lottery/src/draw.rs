@@ -76,17 +76,25 @@ pub(crate) fn prepare(
     reveals: &[WitnessSecret],
     beacon_text: Option<&str>,
 ) -> Result<Prepared, CheckFailure> {
-    announcement.check_kindergartens().map_err(|detail| CheckFailure::new(Check::Announcement, detail))?;
+    announcement
+        .check_kindergartens()
+        .map_err(|detail| CheckFailure::new(Check::Announcement, detail))?;
     check_leaf_kindergartens(announcement, leaves)?;
     let units = prepare_leaves(leaves)?;
     check_tree_head(announcement, leaves)?;
     check_reveals(announcement, reveals)?;
     match (&announcement.beacon, beacon_text) {
         (Some(_), None) => {
-            return Err(CheckFailure::new(Check::Seed, "the announcement names a beacon but beacon_text is null"));
+            return Err(CheckFailure::new(
+                Check::Seed,
+                "the announcement names a beacon but beacon_text is null",
+            ));
         }
         (None, Some(_)) => {
-            return Err(CheckFailure::new(Check::Seed, "beacon_text is given but the announcement names no beacon"));
+            return Err(CheckFailure::new(
+                Check::Seed,
+                "beacon_text is given but the announcement names no beacon",
+            ));
         }
         _ => {}
     }
@@ -98,20 +106,33 @@ pub(crate) fn prepare(
 pub(crate) fn prepare_leaves(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
     for (i, pair) in leaves.windows(2).enumerate() {
         if pair[0].app >= pair[1].app {
-            let problem = if pair[0].app == pair[1].app { "appears twice" } else { "is out of order" };
-            return Err(CheckFailure::new(Check::Leaves, format!("leaves[{}] ({}) {problem}", i + 1, pair[1].app)));
+            let problem = if pair[0].app == pair[1].app {
+                "appears twice"
+            } else {
+                "is out of order"
+            };
+            return Err(CheckFailure::new(
+                Check::Leaves,
+                format!("leaves[{}] ({}) {problem}", i + 1, pair[1].app),
+            ));
         }
     }
     units(leaves)
 }
 
-fn check_leaf_kindergartens(announcement: &Announcement, leaves: &[Leaf]) -> Result<(), CheckFailure> {
+fn check_leaf_kindergartens(
+    announcement: &Announcement,
+    leaves: &[Leaf],
+) -> Result<(), CheckFailure> {
     for (i, leaf) in leaves.iter().enumerate() {
         for choice in leaf.choices.as_slice() {
             if announcement.kindergarten_index(&choice.kg).is_none() {
                 return Err(CheckFailure::new(
                     Check::Leaves,
-                    format!("leaves[{i}] ({}) chooses {}, which is not announced", leaf.app, choice.kg),
+                    format!(
+                        "leaves[{i}] ({}) chooses {}, which is not announced",
+                        leaf.app, choice.kg
+                    ),
                 ));
             }
         }
@@ -126,7 +147,11 @@ fn units(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
     let mut grouped: Vec<(&Group, u32)> = Vec::new();
     for (i, leaf) in leaves.iter().enumerate() {
         if leaf.group.is_none() {
-            units.push(UnitEntry { id: leaf.app, leaf: i as u32, size: 1 });
+            units.push(UnitEntry {
+                id: leaf.app,
+                leaf: i as u32,
+                size: 1,
+            });
         } else {
             grouped.push((&leaf.group, i as u32));
         }
@@ -138,10 +163,17 @@ fn units(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
         if members.len() < 2 {
             return Err(CheckFailure::new(
                 Check::Groups,
-                format!("group {:?} has only one member ({})", first.group.as_str(), first.app),
+                format!(
+                    "group {:?} has only one member ({})",
+                    first.group.as_str(),
+                    first.app
+                ),
             ));
         }
-        if let Some(&(_, other)) = members.iter().find(|m| leaves[m.1 as usize].choices != first.choices) {
+        if let Some(&(_, other)) = members
+            .iter()
+            .find(|m| leaves[m.1 as usize].choices != first.choices)
+        {
             return Err(CheckFailure::new(
                 Check::Groups,
                 format!(
@@ -152,7 +184,11 @@ fn units(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
                 ),
             ));
         }
-        units.push(UnitEntry { id: first.app, leaf: members[0].1, size: members.len() as u32 });
+        units.push(UnitEntry {
+            id: first.app,
+            leaf: members[0].1,
+            size: members.len() as u32,
+        });
     }
     units.sort_unstable_by_key(|unit| unit.id);
     Ok(units)
@@ -163,31 +199,48 @@ fn check_tree_head(announcement: &Announcement, leaves: &[Leaf]) -> Result<(), C
     if head.tree_size != leaves.len() as u64 {
         return Err(CheckFailure::new(
             Check::TreeHead,
-            format!("the announcement commits to {} applications, the transcript has {}", head.tree_size, leaves.len()),
+            format!(
+                "the announcement commits to {} applications, the transcript has {}",
+                head.tree_size,
+                leaves.len()
+            ),
         ));
     }
     let root = tree_hash(&leaf_hashes(leaves));
     if root != head.root {
         return Err(CheckFailure::new(
             Check::TreeHead,
-            format!("the leaves hash to root {root}, the announcement says {}", head.root),
+            format!(
+                "the leaves hash to root {root}, the announcement says {}",
+                head.root
+            ),
         ));
     }
     Ok(())
 }
 
-fn check_reveals(announcement: &Announcement, reveals: &[WitnessSecret]) -> Result<(), CheckFailure> {
+fn check_reveals(
+    announcement: &Announcement,
+    reveals: &[WitnessSecret],
+) -> Result<(), CheckFailure> {
     if reveals.len() != announcement.witnesses.len() {
         return Err(CheckFailure::new(
             Check::Reveals,
-            format!("{} witnesses committed, {} secrets revealed", announcement.witnesses.len(), reveals.len()),
+            format!(
+                "{} witnesses committed, {} secrets revealed",
+                announcement.witnesses.len(),
+                reveals.len()
+            ),
         ));
     }
     for (witness, secret) in announcement.witnesses.iter().zip(reveals) {
         if secret.commitment(&announcement.draw_id) != witness.commitment {
             return Err(CheckFailure::new(
                 Check::Reveals,
-                format!("the secret of witness {:?} ({}) does not match the commitment", witness.name, witness.role),
+                format!(
+                    "the secret of witness {:?} ({}) does not match the commitment",
+                    witness.name, witness.role
+                ),
             ));
         }
     }
@@ -200,14 +253,21 @@ pub(crate) fn check_announcement_signatures(
     signatures: &[Signature],
 ) -> Result<(), CheckFailure> {
     if !signatures.iter().any(|s| s.role == Role::Organiser) {
-        return Err(CheckFailure::new(Check::OrganiserSignatures, "the announcement has no organiser signature"));
+        return Err(CheckFailure::new(
+            Check::OrganiserSignatures,
+            "the announcement has no organiser signature",
+        ));
     }
     let hash = announcement.hash();
     for signature in signatures {
         signature.verify(Signed::Announcement, &hash).map_err(|e| {
             CheckFailure::new(
                 Check::Signatures,
-                format!("announcement signature by {} {}: {e}", signature.role.as_str(), hex::encode(signature.public_key)),
+                format!(
+                    "announcement signature by {} {}: {e}",
+                    signature.role.as_str(),
+                    hex::encode(signature.public_key)
+                ),
             )
         })?;
     }
@@ -225,9 +285,16 @@ pub(crate) struct Outcome {
 }
 
 /// Lottery, allocation and waitlists from checked inputs.
-pub(crate) fn outcome(announcement: &Announcement, leaves: &[Leaf], prepared: &Prepared) -> Outcome {
+pub(crate) fn outcome(
+    announcement: &Announcement,
+    leaves: &[Leaf],
+    prepared: &Prepared,
+) -> Outcome {
     let order = lottery_order(&prepared.seed, prepared.units.len());
-    let by_lottery: Vec<&UnitEntry> = order.iter().map(|&initial| &prepared.units[initial]).collect();
+    let by_lottery: Vec<&UnitEntry> = order
+        .iter()
+        .map(|&initial| &prepared.units[initial])
+        .collect();
     let mut table = Units::with_capacity(by_lottery.len(), by_lottery.len() * 3);
     for unit in &by_lottery {
         let choices = leaves[unit.leaf as usize].choices.as_slice();
@@ -235,23 +302,45 @@ pub(crate) fn outcome(announcement: &Announcement, leaves: &[Leaf], prepared: &P
             unit.size,
             choices.iter().map(|choice| Pick {
                 // Invariant: check_leaf_kindergartens has confirmed that every chosen code is announced.
-                kg: announcement.kindergarten_index(&choice.kg).unwrap_or(usize::MAX) as u32,
+                kg: announcement
+                    .kindergarten_index(&choice.kg)
+                    .unwrap_or(usize::MAX) as u32,
                 class: choice.class,
             }),
         );
     }
-    let seats: Vec<u64> = announcement.kindergartens.iter().map(|kg| kg.seats).collect();
-    let allocation = allocate(&table, &seats, announcement.mechanism, announcement.multiples);
-    let ids = |list: Vec<u32>| -> Vec<AppCode> { list.into_iter().map(|u| by_lottery[u as usize].id).collect() };
+    let seats: Vec<u64> = announcement
+        .kindergartens
+        .iter()
+        .map(|kg| kg.seats)
+        .collect();
+    let allocation = allocate(
+        &table,
+        &seats,
+        announcement.mechanism,
+        announcement.multiples,
+    );
+    let ids = |list: Vec<u32>| -> Vec<AppCode> {
+        list.into_iter()
+            .map(|u| by_lottery[u as usize].id)
+            .collect()
+    };
     let admitted_units = allocation.admitted.iter().map(Vec::len).sum();
-    let admitted_children =
-        allocation.admitted.iter().flatten().map(|&u| u64::from(by_lottery[u as usize].size)).sum();
+    let admitted_children = allocation
+        .admitted
+        .iter()
+        .flatten()
+        .map(|&u| u64::from(by_lottery[u as usize].size))
+        .sum();
     let placements = |lists: Vec<Vec<u32>>| -> Vec<Placement> {
         announcement
             .kindergartens
             .iter()
             .zip(lists)
-            .map(|(kg, list)| Placement { kg: kg.code, units: ids(list) })
+            .map(|(kg, list)| Placement {
+                kg: kg.code,
+                units: ids(list),
+            })
             .collect()
     };
     Outcome {

@@ -81,7 +81,10 @@ pub enum HexError {
 pub fn parse_hex_array<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     let bytes = text.as_bytes();
     if bytes.len() != 2 * N {
-        return Err(HexError::Length { expected: 2 * N, found: bytes.len() });
+        return Err(HexError::Length {
+            expected: 2 * N,
+            found: bytes.len(),
+        });
     }
     let mut out = [0u8; N];
     for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
@@ -124,7 +127,10 @@ mod tests {
         assert_eq!(parse_hex_array::<2>("0aFF"), Err(HexError::Digit));
         assert_eq!(
             parse_hex_array::<2>("0af"),
-            Err(HexError::Length { expected: 4, found: 3 })
+            Err(HexError::Length {
+                expected: 4,
+                found: 3
+            })
         );
     }
 }

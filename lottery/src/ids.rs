@@ -87,7 +87,10 @@ impl KindergartenCode {
         }
         let mut bytes = [0u8; 32];
         bytes[..raw.len()].copy_from_slice(raw);
-        Ok(KindergartenCode { len: raw.len() as u8, bytes })
+        Ok(KindergartenCode {
+            len: raw.len() as u8,
+            bytes,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -238,18 +241,31 @@ string_newtype_serde!(DrawTime);
 /// comparable.
 fn is_rfc3339_utc(text: &str) -> bool {
     let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return false;
     }
     let num = |range: std::ops::Range<usize>| -> Option<u32> {
         let digits = &b[range];
         digits.iter().all(u8::is_ascii_digit).then(|| {
-            digits.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
+            digits
+                .iter()
+                .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'))
         })
     };
-    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) =
-        (num(0..4), num(5..7), num(8..10), num(11..13), num(14..16), num(17..19))
-    else {
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
+        num(0..4),
+        num(5..7),
+        num(8..10),
+        num(11..13),
+        num(14..16),
+        num(17..19),
+    ) else {
         return false;
     };
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
@@ -265,7 +281,9 @@ fn is_rfc3339_utc(text: &str) -> bool {
     }
     match &b[19..] {
         [b'Z'] => true,
-        [b'.', fraction @ .., b'Z'] => !fraction.is_empty() && fraction.iter().all(u8::is_ascii_digit),
+        [b'.', fraction @ .., b'Z'] => {
+            !fraction.is_empty() && fraction.iter().all(u8::is_ascii_digit)
+        }
         _ => false,
     }
 }
@@ -297,7 +315,11 @@ mod tests {
 
     #[test]
     fn draw_times_are_utc_rfc3339() {
-        for good in ["2026-06-18T09:30:00Z", "2024-02-29T00:00:00Z", "2026-06-18T09:30:00.125Z"] {
+        for good in [
+            "2026-06-18T09:30:00Z",
+            "2024-02-29T00:00:00Z",
+            "2026-06-18T09:30:00.125Z",
+        ] {
             assert!(DrawTime::parse(good).is_ok(), "{good}");
         }
         for bad in [

@@ -42,7 +42,11 @@ pub struct ImportErrors(pub Vec<RowError>);
 
 impl fmt::Display for ImportErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} problem(s) in the application file, nothing imported", self.0.len())?;
+        write!(
+            f,
+            "{} problem(s) in the application file, nothing imported",
+            self.0.len()
+        )?;
         for error in &self.0 {
             write!(f, "\n  {error}")?;
         }
@@ -93,7 +97,10 @@ pub fn import_csv<R: CryptoRng + RngCore>(
 fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, ImportErrors> {
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     let known: BTreeSet<KindergartenCode> = kindergartens.iter().map(|kg| kg.code).collect();
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input);
     let mut errors = Vec::new();
     let mut rows = Vec::new();
     let mut seen_ids: BTreeMap<ChildId, u64> = BTreeMap::new();
@@ -104,7 +111,11 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
             Ok(record) => record,
             Err(error) => {
                 let line = error.position().map_or(last_line + 1, |p| p.line());
-                errors.push(RowError { line, field: "row", message: format!("not valid CSV: {}", csv_problem(&error)) });
+                errors.push(RowError {
+                    line,
+                    field: "row",
+                    message: format!("not valid CSV: {}", csv_problem(&error)),
+                });
                 break; // the reader cannot resynchronise reliably after a syntax error
             }
         };
@@ -128,7 +139,11 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
             errors.push(RowError {
                 line,
                 field: "row",
-                message: format!("expected {} fields, found {}", CSV_HEADER.len(), record.len()),
+                message: format!(
+                    "expected {} fields, found {}",
+                    CSV_HEADER.len(),
+                    record.len()
+                ),
             });
             continue;
         }
@@ -138,7 +153,11 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
             match std::str::from_utf8(raw) {
                 Ok(text) => fields[i] = text,
                 Err(_) => {
-                    errors.push(RowError { line, field: CSV_HEADER[i], message: "not valid UTF-8".into() });
+                    errors.push(RowError {
+                        line,
+                        field: CSV_HEADER[i],
+                        message: "not valid UTF-8".into(),
+                    });
                     row_ok = false;
                 }
             }
@@ -146,9 +165,17 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
         if !row_ok {
             continue;
         }
-        let mut error = |field: &'static str, message: String| errors.push(RowError { line, field, message });
-        let child_id = ChildId::parse(fields[0].trim()).map_err(|e| error("child_id", e.to_string()));
-        let child_name = ChildName::parse(fields[1]).map_err(|e| error("child_name", e.to_string()));
+        let mut error = |field: &'static str, message: String| {
+            errors.push(RowError {
+                line,
+                field,
+                message,
+            })
+        };
+        let child_id =
+            ChildId::parse(fields[0].trim()).map_err(|e| error("child_id", e.to_string()));
+        let child_name =
+            ChildName::parse(fields[1]).map_err(|e| error("child_name", e.to_string()));
         let choices = parse_choices(fields[2], &known).map_err(|message| error("choices", message));
         let group = Group::new(fields[3].trim());
         if let Ok(child_id) = &child_id {
@@ -159,17 +186,32 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
             }
         }
         if let (Ok(child_id), Ok(child_name), Ok(choices)) = (child_id, child_name, choices) {
-            rows.push(Row { line, child_id, child_name, choices, group });
+            rows.push(Row {
+                line,
+                child_id,
+                child_name,
+                choices,
+                group,
+            });
         }
     }
     if !header_seen {
-        errors.push(RowError { line: 1, field: "header", message: "the file is empty".into() });
+        errors.push(RowError {
+            line: 1,
+            field: "header",
+            message: "the file is empty".into(),
+        });
     }
     check_groups(&rows, &mut errors);
     if errors.is_empty() {
         Ok(rows)
     } else {
-        errors.sort_by_key(|e| (e.line, CSV_HEADER.iter().position(|column| *column == e.field)));
+        errors.sort_by_key(|e| {
+            (
+                e.line,
+                CSV_HEADER.iter().position(|column| *column == e.field),
+            )
+        });
         Err(ImportErrors(errors))
     }
 }
@@ -181,7 +223,9 @@ fn parse_choices(text: &str, known: &BTreeSet<KindergartenCode>) -> Result<Choic
     for (i, entry) in entries.iter().enumerate() {
         let n = i + 1;
         let Some((code, class)) = entry.split_once(':') else {
-            return Err(format!("choice {n} must look like KG-01:1 (kindergarten code, colon, class)"));
+            return Err(format!(
+                "choice {n} must look like KG-01:1 (kindergarten code, colon, class)"
+            ));
         };
         let kg = KindergartenCode::parse(code.trim()).map_err(|e| format!("choice {n}: {e}"))?;
         if !known.contains(&kg) {
@@ -207,7 +251,9 @@ fn check_groups(rows: &[Row], errors: &mut Vec<RowError>) {
             errors.push(RowError {
                 line: members[0].line,
                 field: "group",
-                message: format!("group {name:?} has only this member; twins and multiples share a group"),
+                message: format!(
+                    "group {name:?} has only this member; twins and multiples share a group"
+                ),
             });
             continue;
         }
@@ -216,7 +262,10 @@ fn check_groups(rows: &[Row], errors: &mut Vec<RowError>) {
                 errors.push(RowError {
                     line: member.line,
                     field: "choices",
-                    message: format!("must equal the choices of line {} (same group {name:?})", members[0].line),
+                    message: format!(
+                        "must equal the choices of line {} (same group {name:?})",
+                        members[0].line
+                    ),
                 });
             }
         }
@@ -238,12 +287,20 @@ mod tests {
 
     fn kgs() -> Vec<Kindergarten> {
         ["KG-01", "KG-02", "KG-03"]
-            .map(|code| Kindergarten { code: KindergartenCode::parse(code).unwrap(), name: code.into(), seats: 2 })
+            .map(|code| Kindergarten {
+                code: KindergartenCode::parse(code).unwrap(),
+                name: code.into(),
+                seats: 2,
+            })
             .to_vec()
     }
 
     fn import(text: &str) -> Result<Vec<Application>, ImportErrors> {
-        import_csv(text.as_bytes(), &kgs(), &mut ChaCha20Rng::from_seed([3; 32]))
+        import_csv(
+            text.as_bytes(),
+            &kgs(),
+            &mut ChaCha20Rng::from_seed([3; 32]),
+        )
     }
 
     #[test]
@@ -283,7 +340,11 @@ mod tests {
                 (7, "group"),
             ]
         );
-        assert!(errors[1].message.contains("line 2"), "{}", errors[1].message);
+        assert!(
+            errors[1].message.contains("line 2"),
+            "{}",
+            errors[1].message
+        );
         assert!(!errors.iter().any(|e| e.message.contains("110105")));
     }
 

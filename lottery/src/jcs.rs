@@ -42,19 +42,23 @@ pub(crate) struct ObjectWriter<'a> {
 impl<'a> ObjectWriter<'a> {
     pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
         out.push(b'{');
-        ObjectWriter { out, previous: None }
+        ObjectWriter {
+            out,
+            previous: None,
+        }
     }
 
-    pub(crate) fn field<T: WriteCanonical + ?Sized>(&mut self, key: &'static str, value: &T) -> &mut Self {
-        match self.previous {
-            Some(previous) => {
-                debug_assert!(
-                    compare_utf16(previous, key) == Ordering::Less,
-                    "keys out of canonical order: {previous} then {key}"
-                );
-                self.out.push(b',');
-            }
-            None => {}
+    pub(crate) fn field<T: WriteCanonical + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> &mut Self {
+        if let Some(previous) = self.previous {
+            debug_assert!(
+                compare_utf16(previous, key) == Ordering::Less,
+                "keys out of canonical order: {previous} then {key}"
+            );
+            self.out.push(b',');
         }
         self.previous = Some(key);
         write_string(self.out, key);
@@ -285,7 +289,11 @@ fn shortest_digits(value: f64) -> Result<(String, i32), JcsError> {
     let k = digits.len();
     if exact_exponent == exponent && exact.len() == k + 1 && exact.ends_with('5') {
         let low = &exact[..k];
-        let even = if low.as_bytes()[k - 1] % 2 == 0 { Some(low.to_owned()) } else { increment(low) };
+        let even = if low.as_bytes()[k - 1] % 2 == 0 {
+            Some(low.to_owned())
+        } else {
+            increment(low)
+        };
         if let Some(even) = even
             && even != digits
             && format!("{}.{}e{exponent}", &even[..1], &even[1..]).parse::<f64>() == Ok(value)
@@ -385,7 +393,11 @@ mod tests {
             (0x43143ff3c1cb0959, "1424953923781206.2"),
         ];
         for &(bits, expected) in cases {
-            assert_eq!(ecmascript_number(f64::from_bits(bits)).unwrap(), expected, "{bits:#x}");
+            assert_eq!(
+                ecmascript_number(f64::from_bits(bits)).unwrap(),
+                expected,
+                "{bits:#x}"
+            );
         }
         assert_eq!(ecmascript_number(f64::NAN), Err(JcsError::NonFinite));
         assert_eq!(ecmascript_number(f64::INFINITY), Err(JcsError::NonFinite));
@@ -395,12 +407,18 @@ mod tests {
     fn control_characters_and_quotes_are_escaped() {
         let mut out = Vec::new();
         write_string(&mut out, "a\"b\\c\u{0}\u{1f}\u{7f}\u{2028}\t");
-        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\u0000\\u001f\u{7f}\u{2028}\\t\"");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"a\\\"b\\\\c\\u0000\\u001f\u{7f}\u{2028}\\t\""
+        );
     }
 
     #[test]
     fn integers_and_nesting() {
-        assert_eq!(jcs(r#"[ 0, 9007199254740991, {"b": [], "a": {}} ]"#), r#"[0,9007199254740991,{"a":{},"b":[]}]"#);
+        assert_eq!(
+            jcs(r#"[ 0, 9007199254740991, {"b": [], "a": {}} ]"#),
+            r#"[0,9007199254740991,{"a":{},"b":[]}]"#
+        );
         let mut out = Vec::new();
         u64::MAX.write_canonical(&mut out);
         assert_eq!(out, u64::MAX.to_string().as_bytes());
@@ -441,7 +459,10 @@ impl WriteCanonical for crate::child::Salt {
 
 impl WriteCanonical for crate::choice::Choice {
     fn write_canonical(&self, out: &mut Vec<u8>) {
-        ObjectWriter::new(out).field("class", &self.class).field("kg", &self.kg).finish();
+        ObjectWriter::new(out)
+            .field("class", &self.class)
+            .field("kg", &self.kg)
+            .finish();
     }
 }
 

@@ -31,7 +31,10 @@ pub enum KeyFileError {
     #[error("unsupported key file format {0:?}, expected {KEY_FILE_FORMAT:?}")]
     Format(String),
     #[error("{field}: {problem}")]
-    Hex { field: &'static str, problem: crate::hash::HexError },
+    Hex {
+        field: &'static str,
+        problem: crate::hash::HexError,
+    },
     #[error("public_key does not belong to secret_key")]
     Mismatch,
 }
@@ -46,7 +49,9 @@ struct Raw {
 
 impl KeyFile {
     pub fn generate<R: CryptoRng + RngCore>(rng: &mut R) -> KeyFile {
-        KeyFile { key: SigningKey::generate(rng) }
+        KeyFile {
+            key: SigningKey::generate(rng),
+        }
     }
 
     pub fn from_signing_key(key: SigningKey) -> KeyFile {
@@ -54,14 +59,21 @@ impl KeyFile {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<KeyFile, KeyFileError> {
-        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| KeyFileError::Syntax(e.to_string()))?;
+        let raw: Raw =
+            serde_json::from_slice(bytes).map_err(|e| KeyFileError::Syntax(e.to_string()))?;
         if raw.format != KEY_FILE_FORMAT {
             return Err(KeyFileError::Format(raw.format));
         }
-        let secret: [u8; 32] = parse_hex_array(&raw.secret_key)
-            .map_err(|problem| KeyFileError::Hex { field: "secret_key", problem })?;
-        let public: [u8; 32] = parse_hex_array(&raw.public_key)
-            .map_err(|problem| KeyFileError::Hex { field: "public_key", problem })?;
+        let secret: [u8; 32] =
+            parse_hex_array(&raw.secret_key).map_err(|problem| KeyFileError::Hex {
+                field: "secret_key",
+                problem,
+            })?;
+        let public: [u8; 32] =
+            parse_hex_array(&raw.public_key).map_err(|problem| KeyFileError::Hex {
+                field: "public_key",
+                problem,
+            })?;
         let key = SigningKey::from_bytes(&secret);
         if key.verifying_key().to_bytes() != public {
             return Err(KeyFileError::Mismatch);
@@ -130,7 +142,10 @@ mod tests {
         let text = String::from_utf8(bytes).unwrap();
         let other = KeyFile::generate(&mut ChaCha20Rng::from_seed([2; 32]));
         let swapped = text.replace(&key.public_key_hex(), &other.public_key_hex());
-        assert_eq!(KeyFile::parse(swapped.as_bytes()).unwrap_err(), KeyFileError::Mismatch);
+        assert_eq!(
+            KeyFile::parse(swapped.as_bytes()).unwrap_err(),
+            KeyFileError::Mismatch
+        );
         assert!(!format!("{key:?}").contains(&hex::encode(key.signing_key().as_bytes())));
     }
 }

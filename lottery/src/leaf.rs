@@ -73,5 +73,8 @@ impl WriteCanonical for Leaf {
 /// The leaf hashes of `leaves`, in order.
 pub fn leaf_hashes(leaves: &[Leaf]) -> Vec<Digest> {
     let mut buffer = Vec::with_capacity(256);
-    leaves.iter().map(|leaf| leaf.hash_with(&mut buffer)).collect()
+    leaves
+        .iter()
+        .map(|leaf| leaf.hash_with(&mut buffer))
+        .collect()
 }

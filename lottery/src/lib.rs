@@ -64,8 +64,8 @@ pub mod verify;
 mod serde_util;
 
 pub use announcement::{
-    Announcement, Beacon, BeaconKind, Kindergarten, Mechanism, Multiples, SPEC, SpecTag, TreeHead, Witness,
-    WitnessSecret,
+    Announcement, Beacon, BeaconKind, Kindergarten, Mechanism, Multiples, SPEC, SpecTag, TreeHead,
+    Witness, WitnessSecret,
 };
 pub use check::{Check, CheckFailure};
 pub use child::{ChildId, ChildName, Salt};

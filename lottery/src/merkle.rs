@@ -34,7 +34,11 @@ pub fn inclusion_proof(leaf_hashes: &[Digest], index: usize) -> Option<Inclusion
     }
     let mut path = Vec::new();
     audit_path(index, leaf_hashes, &mut path);
-    Some(InclusionProof { leaf_index: index as u64, tree_size: leaf_hashes.len() as u64, path })
+    Some(InclusionProof {
+        leaf_index: index as u64,
+        tree_size: leaf_hashes.len() as u64,
+        path,
+    })
 }
 
 fn audit_path(index: usize, leaves: &[Digest], path: &mut Vec<Digest>) {
@@ -97,7 +101,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<Digest> {
-        (0..n).map(|i| Digest::of(&[&[0], &(i as u64).to_le_bytes()])).collect()
+        (0..n)
+            .map(|i| Digest::of(&[&[0], &(i as u64).to_le_bytes()]))
+            .collect()
     }
 
     /// The bottom-up computation used by Certificate Transparency logs: an independent
@@ -108,7 +114,16 @@ mod tests {
         }
         let mut level = hashes.to_vec();
         while level.len() > 1 {
-            level = level.chunks(2).map(|pair| if pair.len() == 2 { node(&pair[0], &pair[1]) } else { pair[0] }).collect();
+            level = level
+                .chunks(2)
+                .map(|pair| {
+                    if pair.len() == 2 {
+                        node(&pair[0], &pair[1])
+                    } else {
+                        pair[0]
+                    }
+                })
+                .collect();
         }
         level[0]
     }

@@ -20,7 +20,10 @@ pub const PRIVATE_FORMAT: &str = "gongkai-draw-private/1";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrivateFile {
-    #[serde(serialize_with = "serialize_format", deserialize_with = "deserialize_format")]
+    #[serde(
+        serialize_with = "serialize_format",
+        deserialize_with = "deserialize_format"
+    )]
     pub format: (),
     pub draw_id: DrawId,
     pub applications: Vec<Application>,
@@ -35,13 +38,19 @@ fn deserialize_format<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), 
     if text == PRIVATE_FORMAT {
         Ok(())
     } else {
-        Err(serde::de::Error::custom(format!("unsupported format {text:?}, expected {PRIVATE_FORMAT:?}")))
+        Err(serde::de::Error::custom(format!(
+            "unsupported format {text:?}, expected {PRIVATE_FORMAT:?}"
+        )))
     }
 }
 
 impl PrivateFile {
     pub fn new(draw_id: DrawId, applications: Vec<Application>) -> PrivateFile {
-        PrivateFile { format: (), draw_id, applications }
+        PrivateFile {
+            format: (),
+            draw_id,
+            applications,
+        }
     }
 
     /// Parses the file. Errors name the JSON path but never a child's data.
@@ -72,15 +81,25 @@ fn redact(message: &str) -> String {
 /// Checks the private records against the public leaves: one record per leaf, each with the
 /// same choices and group, and an `idc` that recomputes from its salt, ID number and name.
 /// Mismatches are named by application code only.
-pub fn check_private_records(draw_id: &DrawId, leaves: &[Leaf], private: &PrivateFile) -> Result<(), CheckFailure> {
+pub fn check_private_records(
+    draw_id: &DrawId,
+    leaves: &[Leaf],
+    private: &PrivateFile,
+) -> Result<(), CheckFailure> {
     let fail = |detail: String| CheckFailure::new(Check::PrivateRecords, detail);
     if &private.draw_id != draw_id {
-        return Err(fail(format!("the private file is for draw {}, the transcript for {draw_id}", private.draw_id)));
+        return Err(fail(format!(
+            "the private file is for draw {}, the transcript for {draw_id}",
+            private.draw_id
+        )));
     }
     let mut records: Vec<&Application> = private.applications.iter().collect();
     records.sort_unstable_by_key(|record| record.app);
     if let Some(pair) = records.windows(2).find(|pair| pair[0].app == pair[1].app) {
-        return Err(fail(format!("application {} has two private records", pair[0].app)));
+        return Err(fail(format!(
+            "application {} has two private records",
+            pair[0].app
+        )));
     }
     let mut records = records.into_iter().peekable();
     for leaf in leaves {
@@ -93,10 +112,16 @@ pub fn check_private_records(draw_id: &DrawId, leaves: &[Leaf], private: &Privat
         };
         let expected = record.leaf();
         if expected.idc != leaf.idc {
-            return Err(fail(format!("the idc of leaf {} does not match its private record", leaf.app)));
+            return Err(fail(format!(
+                "the idc of leaf {} does not match its private record",
+                leaf.app
+            )));
         }
         if expected.choices != leaf.choices || expected.group != leaf.group {
-            return Err(fail(format!("the choices or group of leaf {} differ from its private record", leaf.app)));
+            return Err(fail(format!(
+                "the choices or group of leaf {} differ from its private record",
+                leaf.app
+            )));
         }
     }
     if let Some(record) = records.next() {

@@ -40,7 +40,9 @@ pub fn check_receipt(
     child_name: &ChildName,
 ) -> Result<ReceiptResult, ReceiptError> {
     let leaves = &transcript.leaves;
-    let index = leaves.binary_search_by(|leaf| leaf.app.cmp(app)).map_err(|_| ReceiptError::NoLeaf(*app))?;
+    let index = leaves
+        .binary_search_by(|leaf| leaf.app.cmp(app))
+        .map_err(|_| ReceiptError::NoLeaf(*app))?;
     let leaf = &leaves[index];
     if identity_commitment(salt, child_id, child_name) != leaf.idc {
         return Err(ReceiptError::IdentityMismatch(*app));
@@ -48,14 +50,26 @@ pub fn check_receipt(
     let (unit, unit_size) = if leaf.group.is_none() {
         (*app, 1)
     } else {
-        let members: Vec<AppCode> = leaves.iter().filter(|other| other.group == leaf.group).map(|m| m.app).collect();
+        let members: Vec<AppCode> = leaves
+            .iter()
+            .filter(|other| other.group == leaf.group)
+            .map(|m| m.app)
+            .collect();
         // Invariant: the leaf itself is a member, so the minimum exists.
         (members.iter().min().copied().unwrap_or(*app), members.len())
     };
     let choice_number = |kg: &KindergartenCode| {
-        leaf.choices.as_slice().iter().position(|choice| choice.kg == *kg).map_or(0, |i| i + 1)
+        leaf.choices
+            .as_slice()
+            .iter()
+            .position(|choice| choice.kg == *kg)
+            .map_or(0, |i| i + 1)
     };
-    let lottery_number = transcript.lottery.iter().position(|id| *id == unit).map(|p| p + 1);
+    let lottery_number = transcript
+        .lottery
+        .iter()
+        .position(|id| *id == unit)
+        .map(|p| p + 1);
     let admitted = transcript
         .admitted
         .iter()
@@ -69,5 +83,12 @@ pub fn check_receipt(
             Some((placement.kg, choice_number(&placement.kg), position + 1))
         })
         .collect();
-    Ok(ReceiptResult { app: *app, unit, unit_size, lottery_number, admitted, waitlists })
+    Ok(ReceiptResult {
+        app: *app,
+        unit,
+        unit_size,
+        lottery_number,
+        admitted,
+        waitlists,
+    })
 }

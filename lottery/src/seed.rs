@@ -15,7 +15,11 @@ pub fn beacon_value(beacon_text: Option<&str>) -> [u8; 32] {
 }
 
 /// `seed = H(L("seed") || announcement_hash || B || secret_1 || ... || secret_m)`.
-pub fn seed(announcement_hash: &Digest, beacon_text: Option<&str>, reveals: &[WitnessSecret]) -> Digest {
+pub fn seed(
+    announcement_hash: &Digest,
+    beacon_text: Option<&str>,
+    reveals: &[WitnessSecret],
+) -> Digest {
     let beacon = beacon_value(beacon_text);
     let mut parts: Vec<&[u8]> = vec![label::SEED, &announcement_hash.0, &beacon];
     parts.extend(reveals.iter().map(|secret| secret.0.as_slice()));
@@ -83,7 +87,10 @@ mod tests {
         // of "ChaCha20 with a 64-bit counter and 64-bit nonce" is the well-known all-zero
         // test vector (RFC 7539 appendix A.1, test vector 1).
         let mut stream = Stream(ChaCha20Rng::from_seed([0; 32]));
-        assert_eq!(stream.next().to_le_bytes(), [0x76, 0xb8, 0xe0, 0xad, 0xa0, 0xf1, 0x3d, 0x90]);
+        assert_eq!(
+            stream.next().to_le_bytes(),
+            [0x76, 0xb8, 0xe0, 0xad, 0xa0, 0xf1, 0x3d, 0x90]
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub(crate) fn deserialize_str<'de, D: Deserializer<'de>>(
 }
 
 /// An integer in `[0, 2^53)`: the only numbers the spec allows.
-pub(crate) fn deserialize_safe_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+pub(crate) fn deserialize_safe_u64<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u64, D::Error> {
     let value = u64::deserialize(deserializer)?;
     if value >= MAX_SAFE_EXCLUSIVE {
         return Err(serde::de::Error::custom("integer must be below 2^53"));

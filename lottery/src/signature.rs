@@ -58,14 +58,20 @@ impl Signature {
     pub fn sign(key: &SigningKey, role: Role, what: Signed, hash: &Digest) -> Signature {
         use ed25519_dalek::Signer;
         let signature = key.sign(&what.message(hash));
-        Signature { role, public_key: key.verifying_key().to_bytes(), signature: signature.to_bytes() }
+        Signature {
+            role,
+            public_key: key.verifying_key().to_bytes(),
+            signature: signature.to_bytes(),
+        }
     }
 
     /// Strict Ed25519 verification (no small-order keys, canonical `s`, ...).
     pub fn verify(&self, what: Signed, hash: &Digest) -> Result<(), SignatureError> {
-        let key = VerifyingKey::from_bytes(&self.public_key).map_err(|_| SignatureError::PublicKey)?;
+        let key =
+            VerifyingKey::from_bytes(&self.public_key).map_err(|_| SignatureError::PublicKey)?;
         let signature = ed25519_dalek::Signature::from_bytes(&self.signature);
-        key.verify_strict(&what.message(hash), &signature).map_err(|_| SignatureError::Invalid)
+        key.verify_strict(&what.message(hash), &signature)
+            .map_err(|_| SignatureError::Invalid)
     }
 }
 
@@ -130,8 +136,14 @@ mod tests {
         let hash = Digest::of(&[b"x"]);
         let signature = Signature::sign(&key, Role::Organiser, Signed::Announcement, &hash);
         assert_eq!(signature.verify(Signed::Announcement, &hash), Ok(()));
-        assert_eq!(signature.verify(Signed::Transcript, &hash), Err(SignatureError::Invalid));
-        assert_eq!(signature.verify(Signed::Announcement, &Digest::of(&[b"y"])), Err(SignatureError::Invalid));
+        assert_eq!(
+            signature.verify(Signed::Transcript, &hash),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            signature.verify(Signed::Announcement, &Digest::of(&[b"y"])),
+            Err(SignatureError::Invalid)
+        );
     }
 
     #[test]
@@ -142,7 +154,15 @@ mod tests {
         identity[0] = 1;
         let mut forged = [0u8; 64];
         forged[0] = 1;
-        let signature = Signature { role: Role::Notary, public_key: identity, signature: forged };
-        assert!(signature.verify(Signed::Transcript, &Digest::of(&[b"z"])).is_err());
+        let signature = Signature {
+            role: Role::Notary,
+            public_key: identity,
+            signature: forged,
+        };
+        assert!(
+            signature
+                .verify(Signed::Transcript, &Digest::of(&[b"z"]))
+                .is_err()
+        );
     }
 }

@@ -2,11 +2,22 @@
 
 use rand_core::{CryptoRng, RngCore};
 
-use crate::announcement::{Kindergarten, Witness, WitnessSecret};
+use crate::announcement::{
+    Announcement, Beacon, BeaconKind, Kindergarten, Mechanism, Multiples, SpecTag, Witness,
+    WitnessSecret,
+};
 use crate::child::{ChildId, ChildName, Salt};
 use crate::choice::{Choice, Choices, MAX_CHOICES};
+use crate::commit::commit;
+use crate::draw::DrawInputs;
+use crate::error::DrawError;
+use crate::ids::DrawTime;
 use crate::ids::{AppCode, DrawId, Group, KindergartenCode};
+use crate::key_file::KeyFile;
 use crate::leaf::Application;
+use crate::private::PrivateFile;
+use crate::signature::{Role, Signature, Signed};
+use crate::transcript::{SignedAnnouncement, SignedTranscript};
 
 /// The shape of a synthetic draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +62,15 @@ pub fn synthetic<R: CryptoRng + RngCore>(params: SimulationParams, rng: &mut R) 
         .map(|i| {
             let code = format!("KG-{:0width$}", i + 1);
             // Seats between half and one and a half times the mean.
-            let seats = if mean == 0 { 0 } else { mean / 2 + rng.next_u64() % (mean + 1) };
+            let seats = if mean == 0 {
+                0
+            } else {
+                mean / 2 + rng.next_u64() % (mean + 1)
+            };
             Kindergarten {
                 // Invariant: "KG-" and digits are valid code characters, and 32 is enough.
-                code: KindergartenCode::parse(&code).expect("KG- and up to 20 digits is a valid code"),
+                code: KindergartenCode::parse(&code)
+                    .expect("KG- and up to 20 digits is a valid code"),
                 name: format!("Kindergarten No. {}", i + 1),
                 seats,
             }
@@ -69,7 +85,11 @@ pub fn synthetic<R: CryptoRng + RngCore>(params: SimulationParams, rng: &mut R) 
         let roll = rng.next_u64() % 1000;
         let size = if remaining >= 2 && roll < u64::from(params.multiples_per_mille) / 2 {
             // Pairs, with one triplet in fifty groups.
-            if remaining >= 3 && rng.next_u64() % 50 == 0 { 3 } else { 2 }
+            if remaining >= 3 && rng.next_u64().is_multiple_of(50) {
+                3
+            } else {
+                2
+            }
         } else {
             1
         };
@@ -92,7 +112,10 @@ pub fn synthetic<R: CryptoRng + RngCore>(params: SimulationParams, rng: &mut R) 
             });
         }
     }
-    Synthetic { kindergartens, applications }
+    Synthetic {
+        kindergartens,
+        applications,
+    }
 }
 
 /// `count` witnesses with fresh secrets; returns the public entries and the secrets.
@@ -101,7 +124,12 @@ pub fn witnesses<R: CryptoRng + RngCore>(
     draw_id: &DrawId,
     rng: &mut R,
 ) -> (Vec<Witness>, Vec<WitnessSecret>) {
-    const ROLES: [&str; 4] = ["notary", "parent representative", "kindergarten representative", "supervisor"];
+    const ROLES: [&str; 4] = [
+        "notary",
+        "parent representative",
+        "kindergarten representative",
+        "supervisor",
+    ];
     (0..count)
         .map(|i| {
             let secret = WitnessSecret::generate(rng);
@@ -136,7 +164,11 @@ fn app_codes<R: CryptoRng + RngCore>(count: usize, rng: &mut R) -> Vec<AppCode> 
 
 /// Popular kindergartens first: index `K * u^2` for uniform `u` puts half of all picks on
 /// the first quarter.
-fn random_choices<R: RngCore>(kindergartens: &[Kindergarten], count: usize, rng: &mut R) -> Choices {
+fn random_choices<R: RngCore>(
+    kindergartens: &[Kindergarten],
+    count: usize,
+    rng: &mut R,
+) -> Choices {
     let mut choices: Vec<Choice> = Vec::with_capacity(count);
     while choices.len() < count {
         let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
@@ -171,8 +203,13 @@ fn synthetic_child_id(index: usize) -> ChildId {
 }
 
 fn synthetic_name<R: RngCore>(rng: &mut R) -> ChildName {
-    const FAMILY: [&str; 12] = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙"];
-    const GIVEN: [&str; 16] = ["明", "华", "丽", "军", "芳", "伟", "静", "磊", "婷", "洋", "杰", "欣", "宇", "涵", "晨", "悦"];
+    const FAMILY: [&str; 12] = [
+        "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙",
+    ];
+    const GIVEN: [&str; 16] = [
+        "明", "华", "丽", "军", "芳", "伟", "静", "磊", "婷", "洋", "杰", "欣", "宇", "涵", "晨",
+        "悦",
+    ];
     let bits = rng.next_u64() as usize;
     let mut name = String::from(FAMILY[bits % FAMILY.len()]);
     name.push_str(GIVEN[(bits >> 8) % GIVEN.len()]);
@@ -181,4 +218,99 @@ fn synthetic_name<R: RngCore>(rng: &mut R) -> ChildName {
     }
     // Invariant: 2 or 3 characters, no white space.
     ChildName::parse(&name).expect("2 or 3 CJK characters are a valid name")
+}
+
+/// A complete synthetic draw, as the organiser would hold it after signing.
+#[derive(Debug)]
+pub struct DemoDraw {
+    pub private: PrivateFile,
+    pub signed_announcement: SignedAnnouncement,
+    pub signed: SignedTranscript,
+    pub organiser: KeyFile,
+}
+
+/// The choices of a synthetic draw beyond its shape.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub draw_id: DrawId,
+    pub mechanism: Mechanism,
+    pub multiples: Multiples,
+    pub witnesses: usize,
+    pub beacon_text: Option<String>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            draw_id: DrawId::parse("DEMO-2026").expect("a valid literal draw id"),
+            mechanism: Mechanism::DeferredAcceptance,
+            multiples: Multiples::WholeOrSkip,
+            witnesses: 3,
+            beacon_text: None,
+        }
+    }
+}
+
+/// Runs a whole synthetic draw: applications, commitment, announcement, witnesses, draw and
+/// organiser signatures. For tests and benchmarks; the CLI runs the same steps one by one to
+/// time them.
+pub fn demo_draw<R: CryptoRng + RngCore>(
+    params: SimulationParams,
+    options: &DemoOptions,
+    rng: &mut R,
+) -> Result<DemoDraw, DrawError> {
+    let Synthetic {
+        kindergartens,
+        mut applications,
+    } = synthetic(params, rng);
+    let organiser = KeyFile::generate(rng);
+    let committed = commit(&mut applications)?;
+    let (witnesses, secrets) = witnesses(options.witnesses, &options.draw_id, rng);
+    let announcement = Announcement {
+        spec: SpecTag,
+        draw_id: options.draw_id.clone(),
+        title: format!("Synthetic draw {}", options.draw_id),
+        draw_time: DrawTime::parse("2026-06-18T09:30:00Z")?,
+        kindergartens,
+        mechanism: options.mechanism,
+        multiples: options.multiples,
+        applications: committed.tree_head,
+        witnesses,
+        beacon: options.beacon_text.as_ref().map(|_| Beacon {
+            kind: BeaconKind::PublicText,
+            source: "the published text of a named public lottery issue".to_owned(),
+        }),
+    };
+    let announcement_signature = Signature::sign(
+        organiser.signing_key(),
+        Role::Organiser,
+        Signed::Announcement,
+        &announcement.hash(),
+    );
+    let signed_announcement = SignedAnnouncement {
+        announcement: announcement.clone(),
+        signatures: vec![announcement_signature.clone()],
+    };
+    let transcript = crate::draw::run(DrawInputs {
+        announcement,
+        announcement_signatures: vec![announcement_signature],
+        leaves: committed.leaves,
+        reveals: secrets,
+        beacon_text: options.beacon_text.clone(),
+    })?;
+    let signature = Signature::sign(
+        organiser.signing_key(),
+        Role::Organiser,
+        Signed::Transcript,
+        &transcript.hash(),
+    );
+    Ok(DemoDraw {
+        private: PrivateFile::new(options.draw_id.clone(), applications),
+        signed_announcement,
+        signed: SignedTranscript {
+            transcript,
+            signatures: vec![signature],
+        },
+        organiser,
+    })
 }

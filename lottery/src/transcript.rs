@@ -40,8 +40,14 @@ impl Transcript {
     pub fn canonical_json(&self) -> Vec<u8> {
         // Roughly 200 bytes per leaf and 13 per listed unit; reserving avoids regrowing a
         // buffer of hundreds of megabytes.
-        let listed: usize = self.admitted.iter().chain(&self.waitlists).map(|p| p.units.len()).sum();
-        let mut out = Vec::with_capacity(4096 + self.leaves.len() * 200 + (listed + self.lottery.len()) * 13);
+        let listed: usize = self
+            .admitted
+            .iter()
+            .chain(&self.waitlists)
+            .map(|p| p.units.len())
+            .sum();
+        let mut out =
+            Vec::with_capacity(4096 + self.leaves.len() * 200 + (listed + self.lottery.len()) * 13);
         self.write_canonical(&mut out);
         out
     }
@@ -99,7 +105,10 @@ impl WriteCanonical for SignedAnnouncement {
 
 impl WriteCanonical for Placement {
     fn write_canonical(&self, out: &mut Vec<u8>) {
-        ObjectWriter::new(out).field("kg", &self.kg).field("units", &self.units).finish();
+        ObjectWriter::new(out)
+            .field("kg", &self.kg)
+            .field("units", &self.units)
+            .finish();
     }
 }
 

@@ -36,18 +36,21 @@ pub struct Summary {
 /// reported as that check; anything else as [`Check::Format`].
 pub fn parse(bytes: &[u8]) -> Result<SignedTranscript, CheckFailure> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let signed: SignedTranscript = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let check = if path.starts_with("transcript.leaves") {
-            Check::Leaves
-        } else if path.starts_with("transcript.announcement.") {
-            Check::Announcement
-        } else {
-            Check::Format
-        };
-        CheckFailure::new(check, format!("at {path}: {}", error.inner()))
-    })?;
-    deserializer.end().map_err(|e| CheckFailure::new(Check::Format, format!("trailing data: {e}")))?;
+    let signed: SignedTranscript =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let check = if path.starts_with("transcript.leaves") {
+                Check::Leaves
+            } else if path.starts_with("transcript.announcement.") {
+                Check::Announcement
+            } else {
+                Check::Format
+            };
+            CheckFailure::new(check, format!("at {path}: {}", error.inner()))
+        })?;
+    deserializer
+        .end()
+        .map_err(|e| CheckFailure::new(Check::Format, format!("trailing data: {e}")))?;
     Ok(signed)
 }
 
@@ -60,32 +63,52 @@ pub fn verify_bytes(bytes: &[u8], trusted: &TrustedKeys) -> Result<Summary, Chec
 pub fn verify(signed: &SignedTranscript, trusted: &TrustedKeys) -> Result<Summary, CheckFailure> {
     let transcript = &signed.transcript;
     let announcement = &transcript.announcement;
-    let prepared = prepare(announcement, &transcript.leaves, &transcript.reveals, transcript.beacon_text.as_deref())?;
+    let prepared = prepare(
+        announcement,
+        &transcript.leaves,
+        &transcript.reveals,
+        transcript.beacon_text.as_deref(),
+    )?;
     if prepared.seed != transcript.seed {
         return Err(CheckFailure::new(
             Check::Seed,
-            format!("the inputs give seed {}, the transcript says {}", prepared.seed, transcript.seed),
+            format!(
+                "the inputs give seed {}, the transcript says {}",
+                prepared.seed, transcript.seed
+            ),
         ));
     }
     let expected = outcome(announcement, &transcript.leaves, &prepared);
     if let Some(position) = first_difference(&expected.lottery, &transcript.lottery) {
-        return Err(CheckFailure::new(Check::Lottery, format!("lottery number {} differs", position + 1)));
+        return Err(CheckFailure::new(
+            Check::Lottery,
+            format!("lottery number {} differs", position + 1),
+        ));
     }
     compare_placements(Check::Admitted, &expected.admitted, &transcript.admitted)?;
     compare_placements(Check::Waitlists, &expected.waitlists, &transcript.waitlists)?;
 
     check_announcement_signatures(announcement, &transcript.announcement_signatures)?;
     if !signed.signatures.iter().any(|s| s.role == Role::Organiser) {
-        return Err(CheckFailure::new(Check::OrganiserSignatures, "the transcript has no organiser signature"));
+        return Err(CheckFailure::new(
+            Check::OrganiserSignatures,
+            "the transcript has no organiser signature",
+        ));
     }
     let transcript_hash = transcript.hash();
     for signature in &signed.signatures {
-        signature.verify(Signed::Transcript, &transcript_hash).map_err(|e| {
-            CheckFailure::new(
-                Check::Signatures,
-                format!("transcript signature by {} {}: {e}", signature.role.as_str(), hex::encode(signature.public_key)),
-            )
-        })?;
+        signature
+            .verify(Signed::Transcript, &transcript_hash)
+            .map_err(|e| {
+                CheckFailure::new(
+                    Check::Signatures,
+                    format!(
+                        "transcript signature by {} {}: {e}",
+                        signature.role.as_str(),
+                        hex::encode(signature.public_key)
+                    ),
+                )
+            })?;
     }
     check_trusted(signed, trusted)?;
 
@@ -100,12 +123,20 @@ pub fn verify(signed: &SignedTranscript, trusted: &TrustedKeys) -> Result<Summar
         seed: prepared.seed,
         announcement_hash: announcement.hash(),
         transcript_hash,
-        signers: signed.signatures.iter().map(|s| (s.role, s.public_key)).collect(),
+        signers: signed
+            .signatures
+            .iter()
+            .map(|s| (s.role, s.public_key))
+            .collect(),
     })
 }
 
 fn check_trusted(signed: &SignedTranscript, trusted: &TrustedKeys) -> Result<(), CheckFailure> {
-    let all = signed.transcript.announcement_signatures.iter().chain(&signed.signatures);
+    let all = signed
+        .transcript
+        .announcement_signatures
+        .iter()
+        .chain(&signed.signatures);
     for signature in all {
         let expected = match signature.role {
             Role::Organiser => trusted.organiser,
@@ -116,39 +147,66 @@ fn check_trusted(signed: &SignedTranscript, trusted: &TrustedKeys) -> Result<(),
         {
             return Err(CheckFailure::new(
                 Check::TrustedKeys,
-                format!("a {} signature is by {}, not the trusted key", signature.role.as_str(), hex::encode(signature.public_key)),
+                format!(
+                    "a {} signature is by {}, not the trusted key",
+                    signature.role.as_str(),
+                    hex::encode(signature.public_key)
+                ),
             ));
         }
     }
     if let Some(key) = trusted.notary
-        && !signed.signatures.iter().any(|s| s.role == Role::Notary && s.public_key == key)
+        && !signed
+            .signatures
+            .iter()
+            .any(|s| s.role == Role::Notary && s.public_key == key)
     {
-        return Err(CheckFailure::new(Check::TrustedKeys, "the transcript has no signature by the trusted notary key"));
+        return Err(CheckFailure::new(
+            Check::TrustedKeys,
+            "the transcript has no signature by the trusted notary key",
+        ));
     }
     Ok(())
 }
 
 fn first_difference<T: PartialEq>(expected: &[T], found: &[T]) -> Option<usize> {
-    expected.iter().zip(found).position(|(a, b)| a != b).or_else(|| {
-        (expected.len() != found.len()).then(|| expected.len().min(found.len()))
-    })
+    expected
+        .iter()
+        .zip(found)
+        .position(|(a, b)| a != b)
+        .or_else(|| (expected.len() != found.len()).then(|| expected.len().min(found.len())))
 }
 
-fn compare_placements(check: Check, expected: &[Placement], found: &[Placement]) -> Result<(), CheckFailure> {
+fn compare_placements(
+    check: Check,
+    expected: &[Placement],
+    found: &[Placement],
+) -> Result<(), CheckFailure> {
     if expected.len() != found.len() {
         return Err(CheckFailure::new(
             check,
-            format!("{} kindergartens expected, {} listed", expected.len(), found.len()),
+            format!(
+                "{} kindergartens expected, {} listed",
+                expected.len(),
+                found.len()
+            ),
         ));
     }
     for (want, got) in expected.iter().zip(found) {
         if want.kg != got.kg {
-            return Err(CheckFailure::new(check, format!("expected kindergarten {}, found {}", want.kg, got.kg)));
+            return Err(CheckFailure::new(
+                check,
+                format!("expected kindergarten {}, found {}", want.kg, got.kg),
+            ));
         }
         if let Some(position) = first_difference(&want.units, &got.units) {
             return Err(CheckFailure::new(
                 check,
-                format!("kindergarten {} differs at position {}", want.kg, position + 1),
+                format!(
+                    "kindergarten {} differs at position {}",
+                    want.kg,
+                    position + 1
+                ),
             ));
         }
     }

@@ -229,6 +229,8 @@ pub struct Room {
     next_viewers: Millis,
     next_heartbeat: Millis,
     next_sample: Millis,
+    /// Idle per-identity limiters are dropped this often (a full scan, so not per second).
+    next_prune: Millis,
     /// Replica: the sequencer's index from its last heartbeat, if ahead of ours.
     lag_mark: Option<u64>,
     last_sync_request: Option<Millis>,
@@ -307,6 +309,7 @@ impl Room {
             next_viewers: now,
             next_heartbeat: now,
             next_sample: next_boundary(now, config.sample_interval),
+            next_prune: now.plus(PRUNE_INTERVAL),
             lag_mark: None,
             last_sync_request: None,
             parked: VecDeque::new(),
@@ -1275,6 +1278,9 @@ impl Room {
                     new_viewers: std::mem::take(&mut self.new_viewers),
                     sequencer: self.role == Role::Sequencer,
                 })));
+        }
+        if now >= self.next_prune {
+            self.next_prune = now.plus(PRUNE_INTERVAL);
             self.prune_locals(now);
         }
         if self.pending_likes > 0 && now >= self.likes_due() {
@@ -1435,6 +1441,8 @@ impl Room {
             .retain(|_, l| l.conns > 0 || now < l.idle_since.plus(keep));
     }
 }
+
+const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Whether sequencer claim `a` beats `b`: higher term, then smaller node id.
 fn outranks(a: (u64, &NodeId), b: (u64, &NodeId)) -> bool {

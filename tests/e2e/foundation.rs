@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
 
+use crate::support::postgres::TestDatabase;
 use crate::support::{
     AppOptions, PASSWORD, TestApp, gongkai_command, run_with_timeout, send_oversized_body,
 };
@@ -93,9 +94,9 @@ fn bad_configuration_is_refused_naming_the_key() {
             key: "listen_adress",
         },
         Case {
-            toml: "[media]\nudp_prot = 40000\n",
+            toml: "[auth]\nsession_hour = 3\n",
             env: None,
-            key: "udp_prot",
+            key: "session_hour",
         },
         Case {
             toml: "log_format = \"yaml\"\n",
@@ -103,14 +104,19 @@ fn bad_configuration_is_refused_naming_the_key() {
             key: "log_format",
         },
         Case {
-            toml: "[media]\nudp_port = \"not a port\"\n",
+            toml: "[auth]\nlogin_per_ip_per_minute = \"lots\"\n",
             env: None,
-            key: "udp_port",
+            key: "login_per_ip_per_minute",
         },
         Case {
             toml: "",
             env: Some(("GONGKAI_LOG_FORMAT", "yaml")),
             key: "log_format",
+        },
+        Case {
+            toml: "",
+            env: Some(("GONGKAI_LISTN", "127.0.0.1:0")),
+            key: "gongkai_listn",
         },
     ];
     for case in cases {
@@ -289,11 +295,12 @@ async fn login_attempts_are_rate_limited_per_username() {
     let app = TestApp::spawn().await;
     app.create_user("erin", PASSWORD, &["admin"]);
 
-    let limited = attempts_until_429(&app, 40, |_| "erin".to_owned()).await;
+    // The default limit: 5 attempts per username per minute.
+    let limited = attempts_until_429(&app, 10, |_| ("erin".to_owned(), None)).await;
     let (attempts, response) = limited.unwrap_or_else(|| {
-        panic!("40 wrong passwords for one username were never answered with 429")
+        panic!("10 wrong passwords for one username were never answered with 429")
     });
-    assert!(attempts >= 2, "limited after only {attempts} attempt(s)");
+    assert_eq!(attempts, 6, "the default per-username limit is 5 a minute");
     check_too_many_requests(response).await;
 
     // The limit protects the account: the right password does not get through either.
@@ -306,13 +313,46 @@ async fn login_attempts_are_rate_limited_per_username() {
 }
 
 #[tokio::test]
-async fn login_attempts_are_rate_limited_per_ip() {
-    let app = TestApp::spawn().await;
-    let limited = attempts_until_429(&app, 120, |i| format!("guess{i}")).await;
-    let (_, response) = limited.unwrap_or_else(|| {
-        panic!("120 failed logins for different usernames from one IP were never answered with 429")
+async fn login_attempts_are_rate_limited_per_ip_and_forwarded_for_is_not_trusted_by_default() {
+    let app =
+        TestApp::spawn_with(AppOptions::default().config("[auth]\nlogin_per_ip_per_minute = 3\n"))
+            .await;
+    // Different usernames, and a different forged X-Forwarded-For each time:
+    // all from one real address.
+    let limited = attempts_until_429(&app, 8, |i| {
+        (format!("guess{i}"), Some(format!("198.51.100.{i}")))
+    })
+    .await;
+    let (attempts, response) = limited.unwrap_or_else(|| {
+        panic!("8 failed logins from one IP were never answered with 429 (limit 3)")
     });
+    assert_eq!(attempts, 4, "login_per_ip_per_minute = 3 not honoured");
     check_too_many_requests(response).await;
+}
+
+#[tokio::test]
+async fn forwarded_for_separates_clients_behind_a_trusted_proxy() {
+    let app = TestApp::spawn_with(
+        AppOptions::default()
+            .config("trust_forwarded_for = true\n[auth]\nlogin_per_ip_per_minute = 3\n"),
+    )
+    .await;
+    let limited = attempts_until_429(&app, 8, |i| {
+        (format!("guess{i}"), Some("198.51.100.7".to_owned()))
+    })
+    .await;
+    let (attempts, _) = limited.expect("one forwarded client was never limited");
+    assert_eq!(attempts, 4);
+    // Another client behind the same proxy is not affected.
+    let other = app
+        .anonymous_client()
+        .post(app.url("/api/v1/session"))
+        .header("X-Forwarded-For", "198.51.100.8")
+        .json(&json!({ "username": "someone", "password": "wrong password" }))
+        .send()
+        .await
+        .unwrap();
+    expect_error(other, 401, Some("invalid_credentials")).await;
 }
 
 // ---------------------------------------------------------------- CSRF, tokens
@@ -517,7 +557,7 @@ async fn api_errors_are_json_with_the_right_status() {
         "the validation error does not name the field: {body}"
     );
 
-    let too_large = send_oversized_body(&app.base_url, "POST", "/api/v1/session", 32 << 20).await;
+    let too_large = send_oversized_body(&app.base_url, "POST", "/api/v1/session", 8 << 20).await;
     assert_eq!(too_large.status, 413, "{too_large:?}");
     let body: Value = serde_json::from_str(&too_large.body)
         .unwrap_or_else(|e| panic!("413 body is not JSON ({e}): {too_large:?}"));
@@ -636,7 +676,98 @@ async fn login_and_tokens_work_on_postgres() {
     assert_eq!(me.status(), 200);
 }
 
+// ---------------------------------------------------------------- infra/
+
+#[tokio::test]
+async fn the_single_node_example_config_is_accepted() {
+    // Paths and addresses are overridden by the harness's flags; every other
+    // key in the example must be one the binary knows.
+    let app = TestApp::spawn_with(AppOptions::default().config(&infra_file("gongkai.toml"))).await;
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    app.create_user("kim", PASSWORD, &["admin"]);
+    let response = app.login("kim", PASSWORD).await;
+    assert_eq!(response.status(), 200);
+    let session = cookie(response.headers(), "gongkai_session").expect("session cookie");
+    assert!(
+        session.to_lowercase().contains("secure"),
+        "the example's https public_url must make the cookie Secure: {session}"
+    );
+}
+
+/// The two-node example: both nodes on one PostgreSQL database (and the local
+/// NATS), a session made on one node is valid on the other.
+#[tokio::test]
+async fn two_nodes_from_the_example_share_users_and_sessions() {
+    let database = TestDatabase::create().await;
+    let node = |file: &str| {
+        AppOptions::default()
+            .config(&infra_file(file))
+            .database_url(&database.url)
+    };
+    let a = TestApp::spawn_with(node("multi-node/node-a.toml")).await;
+    let b = TestApp::spawn_with(node("multi-node/node-b.toml")).await;
+    a.create_user("lee", PASSWORD, &["moderator"]);
+
+    // The example's public_url is https, so the session cookie is Secure and a
+    // cookie store would not send it over http: carry it by hand.
+    let client = a.anonymous_client();
+    let login = client
+        .post(b.url("/api/v1/session"))
+        .json(&json!({ "username": "lee", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "login on node b");
+    let session = cookie(login.headers(), "gongkai_session").expect("session cookie");
+    let session = session.split(';').next().unwrap_or_default().to_owned();
+    let body: Value = login.json().await.unwrap();
+    let csrf = body["csrf_token"].as_str().unwrap_or_default().to_owned();
+
+    let me_on_a = client
+        .get(a.url("/api/v1/me"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me_on_a.status(),
+        200,
+        "node a does not know node b's session"
+    );
+
+    let logout_on_a = client
+        .delete(a.url("/api/v1/session"))
+        .header("Cookie", &session)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert!(logout_on_a.status().is_success(), "logout on node a");
+    let me_on_b = client
+        .get(b.url("/api/v1/me"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me_on_b.status(),
+        401,
+        "a session ended on node a lives on on node b"
+    );
+    drop((a, b));
+    drop(database);
+}
+
 // ---------------------------------------------------------------- helpers
+
+/// A file under `infra/` in the source tree.
+fn infra_file(path: &str) -> String {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../infra")
+        .join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
 
 /// Asserts `status` and the `{"error":{"code","message"}}` shape (and `code`
 /// when given); returns the body.
@@ -668,20 +799,23 @@ fn assert_error_shape(body: &Value) {
     );
 }
 
-/// Tries wrong passwords for `username(i)` until a 429 arrives.
+/// Tries wrong passwords until a 429 arrives; attempt `i` uses the username
+/// and optional `X-Forwarded-For` that `attempt(i)` returns.
 async fn attempts_until_429(
     app: &TestApp,
     max: usize,
-    username: impl Fn(usize) -> String,
+    attempt: impl Fn(usize) -> (String, Option<String>),
 ) -> Option<(usize, reqwest::Response)> {
     let client = app.anonymous_client();
     for i in 0..max {
-        let response = client
+        let (username, forwarded_for) = attempt(i);
+        let mut request = client
             .post(app.url("/api/v1/session"))
-            .json(&json!({ "username": username(i), "password": "wrong password" }))
-            .send()
-            .await
-            .unwrap();
+            .json(&json!({ "username": username, "password": "wrong password" }));
+        if let Some(address) = forwarded_for {
+            request = request.header("X-Forwarded-For", address);
+        }
+        let response = request.send().await.unwrap();
         match response.status() {
             StatusCode::TOO_MANY_REQUESTS => return Some((i + 1, response)),
             StatusCode::UNAUTHORIZED => {}

@@ -41,6 +41,9 @@ pub struct AppOptions {
     pub env: Vec<(String, String)>,
     /// Extra `gongkai serve` flags.
     pub args: Vec<String>,
+    /// Use this database (e.g. a [`TestDatabase`] shared by several nodes)
+    /// instead of a fresh one; `backend` is then ignored.
+    pub database_url: Option<String>,
 }
 
 impl AppOptions {
@@ -65,6 +68,11 @@ impl AppOptions {
         self.args.push(arg.to_owned());
         self
     }
+
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
+        self
+    }
 }
 
 /// A running `gongkai serve`. Dropping it stops the process (SIGTERM, then
@@ -79,6 +87,7 @@ pub struct TestApp {
     pub database_url: String,
     process: Option<Child>,
     stderr_path: PathBuf,
+    config_path: Option<PathBuf>,
     env: Vec<(String, String)>,
     // Dropped after the process is gone, in this order.
     _database: Option<TestDatabase>,
@@ -98,23 +107,27 @@ impl TestApp {
             .expect("temp dir");
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir).expect("create data dir");
-        let (database, database_url) = match options.backend {
-            Backend::Sqlite => (
+        let (database, database_url) = match (&options.database_url, options.backend) {
+            (Some(url), _) => (None, url.clone()),
+            (None, Backend::Sqlite) => (
                 None,
                 format!("sqlite://{}", data_dir.join("gongkai.db").display()),
             ),
-            Backend::Postgres => {
+            (None, Backend::Postgres) => {
                 let database = TestDatabase::create().await;
                 let url = database.url.clone();
                 (Some(database), url)
             }
         };
 
-        let mut command = gongkai_command();
-        command.current_dir(dir.path()).arg("serve");
-        if let Some(config) = &options.config {
+        let config_path = options.config.as_ref().map(|config| {
             let path = dir.path().join("gongkai.toml");
             std::fs::write(&path, config).expect("write gongkai.toml");
+            path
+        });
+        let mut command = gongkai_command();
+        command.current_dir(dir.path()).arg("serve");
+        if let Some(path) = &config_path {
             command.arg("--config").arg(path);
         }
         command
@@ -173,6 +186,7 @@ impl TestApp {
             database_url,
             process: Some(child),
             stderr_path,
+            config_path,
             env: options.env,
             _database: database,
             _dir: dir,
@@ -193,18 +207,24 @@ impl TestApp {
             .expect("reqwest client")
     }
 
-    /// Runs `gongkai admin <args> --data-dir .. --database-url ..` against this
-    /// server's database, with `stdin` as its standard input.
+    /// Runs `gongkai admin [--config ..] --data-dir .. --database-url .. <args>`
+    /// against this server's database, with `stdin` as its standard input.
+    /// (The settings flags go before the subcommand, where `gongkai admin`
+    /// always accepts them.)
     pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> Finished {
         let mut command = gongkai_command();
         command
             .current_dir(self.data_dir.parent().unwrap_or(&self.data_dir))
-            .arg("admin")
-            .args(args)
+            .arg("admin");
+        if let Some(path) = &self.config_path {
+            command.arg("--config").arg(path);
+        }
+        command
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--database-url")
             .arg(&self.database_url)
+            .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         run_with_timeout(command, stdin, CLI_TIMEOUT)
     }

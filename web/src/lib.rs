@@ -16,7 +16,9 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod error;
+pub mod hub_shell;
 pub mod pages;
 pub mod routes;
 pub mod server;

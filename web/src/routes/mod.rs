@@ -8,6 +8,7 @@
 //! - `users`: `/api/v1/users` (administrators)
 //! - `pages`: home, login, staff dashboard
 
+mod events;
 pub mod extract;
 mod health;
 mod pages;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(session::routes())
         .merge(tokens::routes())
         .merge(users::routes())
+        .merge(events::routes())
         .fallback(api_not_found);
     Router::new()
         .nest("/api/v1", api)

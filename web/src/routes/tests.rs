@@ -13,6 +13,9 @@ use crate::state::AppState;
 use crate::store::testing::TestStore;
 
 async fn app() -> (axum::Router, AppState, TestStore) {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    }
     let t = TestStore::sqlite().await;
     let settings = Settings::load_from(&ConfigArgs::default(), &[]).unwrap();
     let state = AppState::new(settings, t.store.clone(), CancellationToken::new()).unwrap();
@@ -303,4 +306,169 @@ async fn probes_and_metrics() {
     assert!(text.contains("gongkai_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/readyz\""), "{text}");
     assert!(text.contains("gongkai_db_pool_connections"), "{text}");
+}
+
+#[tokio::test]
+async fn events_api_lifecycle() {
+    let (app, state, _t) = app().await;
+    let (_, headers, body) = send(
+        &app,
+        json_post(
+            "/api/v1/session",
+            json!({"username": "alice", "password": "correct horse battery"}),
+        ),
+    )
+    .await;
+    let cookie = cookies_of(&headers);
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    let authed = |method: &str, uri: &str, body: Option<Value>| {
+        let b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::COOKIE, &cookie)
+            .header("x-csrf-token", &csrf);
+        match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        }
+    };
+    let new_event = json!({
+        "kind": "interview", "title": "区长在线访谈", "topic": "老旧小区改造", "summary": "…",
+        "scheduled_start": "2026-12-01T09:30:00+08:00", "scheduled_end": "2026-12-01T11:00:00+08:00",
+        "guests": [{"name": "王某", "title": "区长", "organisation": "区政府"}], "form": "video", "visibility": "public"
+    });
+    let (status, _, body) = send(
+        &app,
+        authed("POST", "/api/v1/events", Some(new_event.clone())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(body["status"], "scheduled");
+
+    // Anonymous users may read but not write.
+    let (status, _, body) = send(
+        &app,
+        Request::get("/api/v1/events?status=scheduled")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["events"][0]["id"], id.as_str());
+    let (status, _, _) = send(&app, json_post("/api/v1/events", new_event.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = send(
+        &app,
+        Request::get("/api/v1/events?status=bogus")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("status"))
+    );
+
+    let (status, _, body) = send(
+        &app,
+        authed(
+            "PATCH",
+            &format!("/api/v1/events/{id}"),
+            Some(json!({"title": "新标题"})),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["title"].as_str()),
+        (StatusCode::OK, Some("新标题"))
+    );
+    let (status, _, body) = send(
+        &app,
+        authed(
+            "PATCH",
+            &format!("/api/v1/events/{id}"),
+            Some(json!({"moderators": ["ghost"]})),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("moderators"))
+    , "{body}");
+
+    let (status, _, body) = send(
+        &app,
+        authed("POST", &format!("/api/v1/events/{id}/publish-token"), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (_, _, body2) = send(
+        &app,
+        authed("POST", &format!("/api/v1/events/{id}/publish-token"), None),
+    )
+    .await;
+    assert_ne!(
+        body2["token"].as_str().unwrap(),
+        token,
+        "calling again rotates"
+    );
+    let stored = state
+        .store
+        .publish_token_hash(&crate::domain::event::EventId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored,
+        crate::auth::secret_hash(body2["token"].as_str().unwrap()),
+        "stored hashed"
+    );
+
+    let (status, _, _) = send(
+        &app,
+        authed("POST", &format!("/api/v1/events/{id}/end"), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "cannot end a scheduled event");
+    let (status, _, body) = send(
+        &app,
+        authed("POST", &format!("/api/v1/events/{id}/start"), None),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("live"))
+    );
+    let (status, _, _) = send(
+        &app,
+        authed("DELETE", &format!("/api/v1/events/{id}"), None),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a live event cannot be cancelled"
+    );
+    let (status, _, body) = send(
+        &app,
+        authed("POST", &format!("/api/v1/events/{id}/end"), None),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ended"))
+    );
+    let (status, _, _) = send(
+        &app,
+        Request::get("/api/v1/events/doesnotexist")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

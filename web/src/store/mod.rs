@@ -9,9 +9,11 @@
 //! - `users`: staff accounts and roles
 //! - `sessions`: login sessions (only hashes of session tokens are stored)
 //! - `tokens`: personal API tokens (hashed)
+//! - `events`: live events, guests, assigned staff
 //! - `audit`: who did what, when
 
 mod audit;
+mod events;
 mod sessions;
 mod tokens;
 mod users;
@@ -49,6 +51,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{field}: no such user `{value}`")]
+    UnknownReference { field: &'static str, value: String },
     #[error("{0}")]
     Setup(String),
 }
@@ -59,6 +63,10 @@ impl From<StoreError> for crate::error::ApiError {
             StoreError::Conflict(what) => {
                 crate::error::ApiError::Conflict(format!("{what} already exists"))
             }
+            StoreError::UnknownReference { field, value } => crate::error::ApiError::validation(
+                field,
+                format!("{field}: no such user `{value}`"),
+            ),
             other => crate::error::ApiError::Unexpected(anyhow::Error::new(other)),
         }
     }

@@ -3,6 +3,31 @@
 use super::testing::TestStore;
 use super::*;
 use crate::auth::Role;
+use crate::domain::event::{EventDraft, EventId, EventInput, EventStatus, Guest};
+
+fn draft(broadcasters: &[&str]) -> EventDraft {
+    EventDraft::create(EventInput {
+        kind: Some("interview".into()),
+        title: Some("区长在线访谈".into()),
+        scheduled_start: Some("2026-12-01T09:30:00+08:00".into()),
+        scheduled_end: Some("2026-12-01T11:00:00+08:00".into()),
+        guests: Some(vec![
+            Guest {
+                name: "王某".into(),
+                title: "区长".into(),
+                organisation: "区政府".into(),
+            },
+            Guest {
+                name: "李某".into(),
+                title: String::new(),
+                organisation: String::new(),
+            },
+        ]),
+        broadcasters: Some(broadcasters.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    })
+    .unwrap()
+}
 
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
@@ -23,6 +48,8 @@ both_backends!(
     tokens_are_revocable_and_hashed,
     audit_log_keeps_order,
     reopening_is_idempotent_and_newer_schema_is_refused,
+    events_roundtrip_and_transitions,
+    unknown_staff_leaves_no_half_written_event,
 );
 
 async fn users_roundtrip_with_roles(store: &Store) {
@@ -176,4 +203,93 @@ async fn reopening_is_idempotent_and_newer_schema_is_refused(store: &Store) {
         "{err:?}"
     );
     assert!(err.to_string().contains("newer than this binary"));
+}
+
+async fn events_roundtrip_and_transitions(store: &Store) {
+    store
+        .create_user("bob", "h", &[Role::Broadcaster], 1)
+        .await
+        .unwrap();
+    let id = EventId::generate();
+    let event = store
+        .create_event(&id, &draft(&["bob"]), "alice", 10)
+        .await
+        .unwrap();
+    assert_eq!(event.status, EventStatus::Scheduled);
+    assert_eq!(event.guests.len(), 2);
+    assert_eq!(event.guests[0].title, "区长");
+    assert_eq!(event.broadcasters, vec!["bob".to_owned()]);
+    assert_eq!(event.scheduled_start, "2026-12-01T01:30:00Z");
+
+    let mut edited = EventDraft::from_event(&event);
+    edited.guests.truncate(1);
+    edited.title = "新标题".into();
+    let updated = store.update_event(&id, &edited, 11).await.unwrap();
+    assert_eq!(updated.title, "新标题");
+    assert_eq!(updated.guests.len(), 1);
+
+    // Only allowed transitions happen, once.
+    assert!(
+        store
+            .set_event_status(&id, &[EventStatus::Live], EventStatus::Ended, 12)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let live = store
+        .set_event_status(&id, &[EventStatus::Scheduled], EventStatus::Live, 13)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(live.status, EventStatus::Live);
+    assert!(live.started_at.is_some());
+    assert!(
+        store
+            .set_event_status(&id, &[EventStatus::Scheduled], EventStatus::Live, 14)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .list_events(Some(EventStatus::Live), false, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .list_events(Some(EventStatus::Scheduled), false, 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+
+    store.set_publish_token(&id, "hash", 15).await.unwrap();
+    assert_eq!(
+        store.publish_token_hash(&id).await.unwrap().as_deref(),
+        Some("hash")
+    );
+}
+
+async fn unknown_staff_leaves_no_half_written_event(store: &Store) {
+    let id = EventId::generate();
+    let err = store
+        .create_event(&id, &draft(&["nobody"]), "alice", 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::UnknownReference {
+                field: "broadcasters",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(store.event(&id).await.unwrap().is_none());
+    assert!(store.list_events(None, true, 10).await.unwrap().is_empty());
 }

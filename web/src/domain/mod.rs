@@ -1,0 +1,3 @@
+//! Domain types of the web layer that parse, not validate: once you hold one, it is valid.
+
+pub mod event;

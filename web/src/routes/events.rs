@@ -1,0 +1,278 @@
+//! `/api/v1/events`: scheduling live events, their lifecycle and publish tokens.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::ApiJson;
+use crate::auth::{Caller, Role, new_secret, secret_hash};
+use crate::domain::event::{Event, EventDraft, EventId, EventInput, EventKind, EventStatus};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::now_ms;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/events", get(list).post(create))
+        .route("/events/{id}", get(show).patch(edit).delete(cancel))
+        .route("/events/{id}/start", post(start))
+        .route("/events/{id}/end", post(end))
+        .route("/events/{id}/publish-token", post(publish_token))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            EventStatus::parse(s)
+                .filter(|s| *s != EventStatus::Cancelled)
+                .ok_or_else(|| {
+                    ApiError::validation("status", "status must be scheduled, live or ended")
+                })?,
+        ),
+    };
+    let events = state.store.list_events(status, false, 200).await?;
+    Ok(axum::Json(json!({ "events": events })))
+}
+
+pub fn parse_id(raw: &str) -> Result<EventId, ApiError> {
+    EventId::parse(raw).ok_or_else(|| ApiError::NotFound("event".into()))
+}
+
+pub async fn load(state: &AppState, raw: &str) -> Result<Event, ApiError> {
+    let id = parse_id(raw)?;
+    state
+        .store
+        .event(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("event".into()))
+}
+
+/// Administrators manage every event; organisers manage draw events.
+fn may_manage(caller: &Caller, kind: EventKind) -> Result<(), ApiError> {
+    if caller.user.has(Role::Admin) || (kind == EventKind::Draw && caller.user.has(Role::Organiser))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "managing events needs the admin role (or organiser for draw events)".into(),
+        ))
+    }
+}
+
+/// Starting and ending: managers and the event's assigned broadcasters and moderators.
+pub fn may_run(caller: &Caller, event: &Event) -> Result<(), ApiError> {
+    let name = &caller.user.username;
+    if may_manage(caller, event.kind).is_ok()
+        || event.broadcasters.contains(name)
+        || event.moderators.contains(name)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "only administrators and the event's assigned staff may do this".into(),
+        ))
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<EventInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    let draft = EventDraft::create(input)?;
+    may_manage(&caller, draft.kind)?;
+    let id = EventId::generate();
+    let now = now_ms();
+    let event = state
+        .store
+        .create_event(&id, &draft, &caller.user.username, now)
+        .await?;
+    state
+        .store
+        .audit(
+            &caller.user.username,
+            "event.create",
+            &json!({"event": id, "title": event.title}).to_string(),
+            now,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(event)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    if event.status == EventStatus::Cancelled {
+        // Cancelled events keep their record for the audit trail but are gone publicly.
+        return Err(ApiError::NotFound("event".into()));
+    }
+    Ok(axum::Json(event))
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<EventInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    may_manage(&caller, event.kind)?;
+    if matches!(event.status, EventStatus::Ended | EventStatus::Cancelled) {
+        return Err(ApiError::Conflict(format!(
+            "the event is {} and can no longer be edited",
+            event.status
+        )));
+    }
+    if let Some(kind) = input.kind.as_deref().and_then(EventKind::parse) {
+        may_manage(&caller, kind)?;
+    }
+    let draft = EventDraft::from_event(&event).apply(input)?;
+    let now = now_ms();
+    let updated = state.store.update_event(&event.id, &draft, now).await?;
+    state
+        .store
+        .audit(
+            &caller.user.username,
+            "event.edit",
+            &json!({"event": event.id}).to_string(),
+            now,
+        )
+        .await?;
+    crate::hub_shell::event_changed(&state, &updated);
+    Ok(axum::Json(updated))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    may_manage(&caller, event.kind)?;
+    transition(
+        &state,
+        &caller,
+        &event,
+        &[EventStatus::Scheduled],
+        EventStatus::Cancelled,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    may_run(&caller, &event)?;
+    let event = transition(
+        &state,
+        &caller,
+        &event,
+        &[EventStatus::Scheduled],
+        EventStatus::Live,
+    )
+    .await?;
+    Ok(axum::Json(event))
+}
+
+async fn end(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    may_run(&caller, &event)?;
+    let event = transition(
+        &state,
+        &caller,
+        &event,
+        &[EventStatus::Live],
+        EventStatus::Ended,
+    )
+    .await?;
+    Ok(axum::Json(event))
+}
+
+/// One status change: atomic in the store (so two staff pressing "start" at once change
+/// it once), audited, and pushed to connected viewers.
+pub async fn transition(
+    state: &AppState,
+    caller: &Caller,
+    event: &Event,
+    from: &[EventStatus],
+    to: EventStatus,
+) -> Result<Event, ApiError> {
+    let now = now_ms();
+    let Some(updated) = state
+        .store
+        .set_event_status(&event.id, from, to, now)
+        .await?
+    else {
+        return Err(ApiError::Conflict(format!(
+            "the event is {}; it cannot become {to}",
+            event.status
+        )));
+    };
+    state
+        .store
+        .audit(
+            &caller.user.username,
+            &format!("event.{to}"),
+            &json!({"event": event.id}).to_string(),
+            now,
+        )
+        .await?;
+    crate::hub_shell::event_changed(state, &updated);
+    Ok(updated)
+}
+
+async fn publish_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    let name = &caller.user.username;
+    if !(may_manage(&caller, event.kind).is_ok() || event.broadcasters.contains(name)) {
+        return Err(ApiError::Forbidden(
+            "only administrators and the event's broadcasters get its publish token".into(),
+        ));
+    }
+    if matches!(event.status, EventStatus::Ended | EventStatus::Cancelled) {
+        return Err(ApiError::Conflict(format!("the event is {}", event.status)));
+    }
+    let token = format!("gkp_{}", new_secret());
+    let now = now_ms();
+    state
+        .store
+        .set_publish_token(&event.id, &secret_hash(&token), now)
+        .await?;
+    state
+        .store
+        .audit(
+            name,
+            "event.publish_token",
+            &json!({"event": event.id}).to_string(),
+            now,
+        )
+        .await?;
+    Ok(axum::Json(json!({ "token": token })))
+}

@@ -1187,7 +1187,9 @@ impl Room {
         self.role = Role::Replica;
         self.touch_peer(now, &from, Some(term));
         self.lag_mark = None;
+        // Frames and entries of a log we no longer follow must not go out.
         self.outbox.clear();
+        self.unpublished.clear();
         // Whatever our sockets saw may not match the adopted log: resend everything.
         let conns: Vec<(ConnId, Author)> = self
             .conns

@@ -177,8 +177,6 @@ async fn sigterm_shuts_down_gracefully() {
         app.stderr()
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    let after = app.anonymous_client().get(app.url("/healthz")).send().await;
-    assert!(after.is_err(), "still answering after exit: {after:?}");
 }
 
 // ---------------------------------------------------------------- staff login

@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::routes;
 use crate::state::AppState;
 use crate::store::{Store, now_ms};
+use crate::viewer::ViewerKey;
 
 /// Runs `gongkai serve` until a shutdown signal.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -29,7 +30,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let shutdown = CancellationToken::new();
     let grace = Duration::from_secs(settings.shutdown_timeout_secs);
-    let state = AppState::new(settings, store.clone(), shutdown.clone())?;
+    let viewer_key = ViewerKey::new(
+        &store
+            .secret_or_create("viewer_cookie_hmac", &crate::auth::new_secret(), now_ms())
+            .await?,
+    );
+    let state = AppState::new(settings, store.clone(), viewer_key, shutdown.clone())?;
     let local = listener.local_addr()?;
     spawn_housekeeping(state.clone());
 

@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::pages::Pages;
 use crate::store::Store;
 use crate::telemetry_metrics::Metrics;
+use crate::viewer::ViewerKey;
 
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<AppStateInner>);
@@ -22,6 +23,7 @@ pub struct AppStateInner {
     pub metrics: Metrics,
     pub login_per_user: KeyedLimiter,
     pub login_per_ip: KeyedLimiter,
+    pub viewer_key: ViewerKey,
     /// Cancelled on SIGINT/SIGTERM: long-lived connections (WebSockets) close with
     /// "going away" when it fires.
     pub shutdown: CancellationToken,
@@ -31,6 +33,7 @@ impl AppState {
     pub fn new(
         settings: Settings,
         store: Store,
+        viewer_key: ViewerKey,
         shutdown: CancellationToken,
     ) -> anyhow::Result<AppState> {
         let login_per_user = KeyedLimiter::per_minute(settings.auth.login_per_user_per_minute);
@@ -42,6 +45,7 @@ impl AppState {
             store,
             login_per_user,
             login_per_ip,
+            viewer_key,
             shutdown,
         })))
     }

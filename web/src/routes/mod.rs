@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::routes())
         .merge(users::routes())
         .merge(events::routes())
+        .merge(crate::viewer::routes())
         .fallback(api_not_found);
     Router::new()
         .nest("/api/v1", api)

@@ -18,7 +18,13 @@ async fn app() -> (axum::Router, AppState, TestStore) {
     }
     let t = TestStore::sqlite().await;
     let settings = Settings::load_from(&ConfigArgs::default(), &[]).unwrap();
-    let state = AppState::new(settings, t.store.clone(), CancellationToken::new()).unwrap();
+    let state = AppState::new(
+        settings,
+        t.store.clone(),
+        crate::viewer::ViewerKey::new("test"),
+        CancellationToken::new(),
+    )
+    .unwrap();
     let hash = hash_password("correct horse battery").unwrap();
     t.store
         .create_user("alice", &hash, &[Role::Admin], 1)
@@ -397,8 +403,9 @@ async fn events_api_lifecycle() {
     .await;
     assert_eq!(
         (status, body["error"]["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("moderators"))
-    , "{body}");
+        (StatusCode::BAD_REQUEST, Some("moderators")),
+        "{body}"
+    );
 
     let (status, _, body) = send(
         &app,

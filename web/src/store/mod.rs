@@ -14,6 +14,7 @@
 
 mod audit;
 mod events;
+mod secrets;
 mod sessions;
 mod tokens;
 mod users;

@@ -1,0 +1,171 @@
+//! Viewer identity without accounts: a nickname and a random viewer id in a cookie
+//! signed with HMAC-SHA256, so chat can attribute, rate-limit and ban viewers.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::error::ApiError;
+use crate::routes::extract::ApiJson;
+use crate::state::AppState;
+
+pub const VIEWER_COOKIE: &str = "gongkai_viewer";
+pub const MAX_NICKNAME_CHARS: usize = 20;
+
+/// The HMAC key for viewer cookies (shared by all nodes via the database).
+#[derive(Clone)]
+pub struct ViewerKey(Vec<u8>);
+
+impl std::fmt::Debug for ViewerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ViewerKey(..)")
+    }
+}
+
+impl ViewerKey {
+    pub fn new(secret: &str) -> ViewerKey {
+        ViewerKey(secret.as_bytes().to_vec())
+    }
+
+    fn mac(&self, payload: &str) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length; the error case cannot happen.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(payload.as_bytes());
+        mac
+    }
+
+    pub fn sign(&self, identity: &ViewerIdentity) -> String {
+        let payload = format!(
+            "{}.{}",
+            identity.viewer_id,
+            URL_SAFE_NO_PAD.encode(identity.nickname.as_bytes())
+        );
+        let tag = URL_SAFE_NO_PAD.encode(self.mac(&payload).finalize().into_bytes());
+        format!("{payload}.{tag}")
+    }
+
+    pub fn verify(&self, cookie: &str) -> Option<ViewerIdentity> {
+        let (payload, tag) = cookie.rsplit_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        self.mac(payload).verify_slice(&tag).ok()?;
+        let (viewer_id, nick) = payload.split_once('.')?;
+        let nickname = String::from_utf8(URL_SAFE_NO_PAD.decode(nick).ok()?).ok()?;
+        Some(ViewerIdentity {
+            viewer_id: viewer_id.to_owned(),
+            nickname,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ViewerIdentity {
+    pub viewer_id: String,
+    pub nickname: String,
+}
+
+/// The viewer behind a request, if they have chosen a nickname.
+#[derive(Debug, Clone)]
+pub struct MaybeViewer(pub Option<ViewerIdentity>);
+
+impl FromRequestParts<AppState> for MaybeViewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        Ok(MaybeViewer(
+            jar.get(VIEWER_COOKIE)
+                .and_then(|c| state.viewer_key.verify(c.value())),
+        ))
+    }
+}
+
+pub fn clean_nickname(raw: &str) -> Result<String, ApiError> {
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .to_owned();
+    let n = cleaned.chars().count();
+    if n == 0 || n > MAX_NICKNAME_CHARS {
+        return Err(ApiError::validation(
+            "nickname",
+            format!("nickname must have 1 to {MAX_NICKNAME_CHARS} characters"),
+        ));
+    }
+    Ok(cleaned)
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/viewer", get(show).post(choose))
+}
+
+async fn show(MaybeViewer(viewer): MaybeViewer) -> impl IntoResponse {
+    axum::Json(json!({ "viewer": viewer }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Choose {
+    nickname: String,
+}
+
+/// Sets (or renames) the viewer's nickname, keeping their viewer id.
+async fn choose(
+    State(state): State<AppState>,
+    MaybeViewer(existing): MaybeViewer,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<Choose>,
+) -> Result<impl IntoResponse, ApiError> {
+    let nickname = clean_nickname(&body.nickname)?;
+    let viewer_id = existing
+        .map(|v| v.viewer_id)
+        .unwrap_or_else(|| format!("v{}", &crate::auth::new_secret()[..16]));
+    let identity = ViewerIdentity {
+        viewer_id,
+        nickname,
+    };
+    let cookie = Cookie::build((VIEWER_COOKIE, state.viewer_key.sign(&identity)))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.settings.https())
+        .max_age(time::Duration::days(365));
+    Ok((jar.add(cookie), axum::Json(json!({ "viewer": identity }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_identity_roundtrips_and_rejects_tampering() {
+        let key = ViewerKey::new("k");
+        let id = ViewerIdentity {
+            viewer_id: "vabc".into(),
+            nickname: "网友.甲".into(),
+        };
+        let signed = key.sign(&id);
+        assert_eq!(key.verify(&signed), Some(id));
+        let mut tampered = signed.clone();
+        tampered.replace_range(1..2, "X");
+        assert_eq!(key.verify(&tampered), None);
+        assert_eq!(ViewerKey::new("other").verify(&signed), None);
+        assert!(clean_nickname("  ").is_err());
+        assert_eq!(clean_nickname(" 甲\u{7} ").unwrap(), "甲");
+    }
+}

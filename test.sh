@@ -52,7 +52,8 @@ if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
 else
     echo "installing chromium chromium-driver"
     as_root apt-get update -qq
-    as_root apt-get install -y -qq --no-install-recommends chromium chromium-driver </dev/null
+    # With recommends (fonts among them): the combination known to work headless here.
+    as_root apt-get install -y -qq chromium chromium-driver </dev/null
     command -v chromium >/dev/null && command -v chromedriver >/dev/null ||
         die "chromium/chromedriver still missing after apt-get install"
 fi
@@ -78,7 +79,8 @@ pg_ready || die "PostgreSQL is not reachable at 127.0.0.1:5432 (tests need it; t
 echo "ready: $(pg_isready -h 127.0.0.1 -p 5432)"
 # The default test database must exist (the tests create their own databases from it).
 if [ "$GONGKAI_TEST_POSTGRES_URL" = "postgres://postgres@127.0.0.1:5432/test" ]; then
-    if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1; then
+    has_test_db=$(psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'")
+    if [ "$has_test_db" != 1 ]; then
         echo "creating database test"
         psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE test"
     fi

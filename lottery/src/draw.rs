@@ -30,14 +30,39 @@ pub struct DrawInputs {
 /// does not concern the transcript's own signatures), then computes the seed, the lottery,
 /// the allocation and the waitlists.
 pub fn run(inputs: DrawInputs) -> Result<Transcript, CheckFailure> {
+    run_observed(inputs, &mut |_| {})
+}
+
+/// A step of a draw or a verification, reported to an observer as it completes (the CLI
+/// times them; this crate has no clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Announcement, leaves, groups, Merkle root, reveals and seed.
+    InputsChecked,
+    /// The lottery order and the units in it.
+    LotteryDrawn,
+    /// Admitted lists and waitlists.
+    Allocated,
+    /// (verify) The recomputed results match the transcript.
+    ResultsCompared,
+    /// (verify) Transcript hashed, every signature checked.
+    SignaturesChecked,
+}
+
+/// [`run`], calling `observe` after each [`Phase`].
+pub fn run_observed(
+    inputs: DrawInputs,
+    observe: &mut dyn FnMut(Phase),
+) -> Result<Transcript, CheckFailure> {
     let prepared = prepare(
         &inputs.announcement,
+        &inputs.announcement_signatures,
         &inputs.leaves,
         &inputs.reveals,
         inputs.beacon_text.as_deref(),
     )?;
-    check_announcement_signatures(&inputs.announcement, &inputs.announcement_signatures)?;
-    let outcome = outcome(&inputs.announcement, &inputs.leaves, &prepared);
+    observe(Phase::InputsChecked);
+    let outcome = outcome(&inputs.announcement, &inputs.leaves, &prepared, observe);
     Ok(Transcript {
         spec: SpecTag,
         announcement: inputs.announcement,
@@ -68,10 +93,15 @@ pub(crate) struct Prepared {
     pub seed: Digest,
 }
 
-/// Checks announcement, leaves, groups, tree head, reveals and beacon, then computes the
-/// units and the seed.
+/// Checks the announcement and its signatures, leaves, groups, tree head, reveals and
+/// beacon, then computes the units and the seed.
+///
+/// The announcement's signatures are checked first, ahead of the spec's listing order: every
+/// later check rests on the announcement, and a changed announcement is then named as such
+/// rather than as a seed that does not recompute.
 pub(crate) fn prepare(
     announcement: &Announcement,
+    announcement_signatures: &[Signature],
     leaves: &[Leaf],
     reveals: &[WitnessSecret],
     beacon_text: Option<&str>,
@@ -79,6 +109,7 @@ pub(crate) fn prepare(
     announcement
         .check_kindergartens()
         .map_err(|detail| CheckFailure::new(Check::Announcement, detail))?;
+    check_announcement_signatures(announcement, announcement_signatures)?;
     check_leaf_kindergartens(announcement, leaves)?;
     let units = prepare_leaves(leaves)?;
     check_tree_head(announcement, leaves)?;
@@ -248,7 +279,7 @@ fn check_reveals(
 }
 
 /// At least one organiser signature on the announcement, and every one verifies.
-pub(crate) fn check_announcement_signatures(
+fn check_announcement_signatures(
     announcement: &Announcement,
     signatures: &[Signature],
 ) -> Result<(), CheckFailure> {
@@ -289,6 +320,7 @@ pub(crate) fn outcome(
     announcement: &Announcement,
     leaves: &[Leaf],
     prepared: &Prepared,
+    observe: &mut dyn FnMut(Phase),
 ) -> Outcome {
     let order = lottery_order(&prepared.seed, prepared.units.len());
     let by_lottery: Vec<&UnitEntry> = order
@@ -309,6 +341,7 @@ pub(crate) fn outcome(
             }),
         );
     }
+    observe(Phase::LotteryDrawn);
     let seats: Vec<u64> = announcement
         .kindergartens
         .iter()
@@ -343,11 +376,13 @@ pub(crate) fn outcome(
             })
             .collect()
     };
-    Outcome {
+    let outcome = Outcome {
         lottery: by_lottery.iter().map(|unit| unit.id).collect(),
         admitted: placements(allocation.admitted),
         waitlists: placements(allocation.waitlists),
         admitted_units,
         admitted_children,
-    }
+    };
+    observe(Phase::Allocated);
+    outcome
 }

@@ -2,7 +2,7 @@
 //! inputs and names the first check that fails.
 
 use crate::check::{Check, CheckFailure};
-use crate::draw::{check_announcement_signatures, outcome, prepare};
+use crate::draw::{Phase, outcome, prepare};
 use crate::hash::Digest;
 use crate::signature::{Role, Signed};
 use crate::transcript::{Placement, SignedTranscript};
@@ -61,10 +61,20 @@ pub fn verify_bytes(bytes: &[u8], trusted: &TrustedKeys) -> Result<Summary, Chec
 
 /// Verifies a signed transcript: every check of spec section 8, in the spec's order.
 pub fn verify(signed: &SignedTranscript, trusted: &TrustedKeys) -> Result<Summary, CheckFailure> {
+    verify_observed(signed, trusted, &mut |_| {})
+}
+
+/// [`verify`], calling `observe` after each [`Phase`].
+pub fn verify_observed(
+    signed: &SignedTranscript,
+    trusted: &TrustedKeys,
+    observe: &mut dyn FnMut(Phase),
+) -> Result<Summary, CheckFailure> {
     let transcript = &signed.transcript;
     let announcement = &transcript.announcement;
     let prepared = prepare(
         announcement,
+        &transcript.announcement_signatures,
         &transcript.leaves,
         &transcript.reveals,
         transcript.beacon_text.as_deref(),
@@ -78,7 +88,8 @@ pub fn verify(signed: &SignedTranscript, trusted: &TrustedKeys) -> Result<Summar
             ),
         ));
     }
-    let expected = outcome(announcement, &transcript.leaves, &prepared);
+    observe(Phase::InputsChecked);
+    let expected = outcome(announcement, &transcript.leaves, &prepared, observe);
     if let Some(position) = first_difference(&expected.lottery, &transcript.lottery) {
         return Err(CheckFailure::new(
             Check::Lottery,
@@ -87,8 +98,8 @@ pub fn verify(signed: &SignedTranscript, trusted: &TrustedKeys) -> Result<Summar
     }
     compare_placements(Check::Admitted, &expected.admitted, &transcript.admitted)?;
     compare_placements(Check::Waitlists, &expected.waitlists, &transcript.waitlists)?;
+    observe(Phase::ResultsCompared);
 
-    check_announcement_signatures(announcement, &transcript.announcement_signatures)?;
     if !signed.signatures.iter().any(|s| s.role == Role::Organiser) {
         return Err(CheckFailure::new(
             Check::OrganiserSignatures,
@@ -111,6 +122,7 @@ pub fn verify(signed: &SignedTranscript, trusted: &TrustedKeys) -> Result<Summar
             })?;
     }
     check_trusted(signed, trusted)?;
+    observe(Phase::SignaturesChecked);
 
     Ok(Summary {
         draw_id: announcement.draw_id.to_string(),

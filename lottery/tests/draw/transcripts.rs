@@ -183,9 +183,13 @@ fn each_check_names_its_failure() {
 
     let mut s = base.clone();
     s.transcript.announcement.title.push('!');
-    // The announcement's hash changes: the seed no longer recomputes before any signature
-    // is looked at.
-    assert_eq!(failed_check(&s), Check::Seed);
+    // Everything rests on the announcement: a change to it is named by its signature.
+    let failure = verify(&s, &TrustedKeys::default()).unwrap_err();
+    assert_eq!(failure.check, Check::Signatures);
+    assert!(
+        failure.detail.contains("announcement signature"),
+        "{failure}"
+    );
 }
 
 #[test]

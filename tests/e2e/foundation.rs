@@ -179,6 +179,59 @@ async fn sigterm_shuts_down_gracefully() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+#[tokio::test]
+async fn logs_are_json_on_stderr_without_secrets() {
+    let mut app = TestApp::spawn_with(AppOptions::default().arg("--log-format").arg("json")).await;
+    app.create_user("olga", PASSWORD, &["admin"]);
+    let wrong_password = "hunter2 is not it";
+    assert_eq!(app.login("olga", wrong_password).await.status(), 401);
+    let csrf = app.login_ok("olga", PASSWORD).await;
+    let token: Value = app
+        .client
+        .post(app.url("/api/v1/tokens"))
+        .header("X-CSRF-Token", &csrf)
+        .json(&json!({ "name": "log-check" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().expect("token").to_owned();
+    let me = app
+        .anonymous_client()
+        .get(app.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let status = app.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}"
+    );
+
+    let stdout = app.stdout_lines();
+    assert_eq!(
+        stdout.len(),
+        1,
+        "stdout must hold only the listening line: {stdout:?}"
+    );
+    let stderr = app.stderr();
+    assert!(!stderr.trim().is_empty(), "no logs on stderr");
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: Result<Value, _> = serde_json::from_str(line);
+        assert!(
+            parsed.as_ref().is_ok_and(Value::is_object),
+            "--log-format json wrote a non-JSON line: {line}"
+        );
+    }
+    for secret in [PASSWORD, wrong_password, csrf.as_str(), token.as_str()] {
+        assert!(!stderr.contains(secret), "a secret was logged:\n{stderr}");
+    }
+}
+
 // ---------------------------------------------------------------- staff login
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -86,6 +86,7 @@ pub struct TestApp {
     pub data_dir: PathBuf,
     pub database_url: String,
     process: Option<Child>,
+    stdout: Arc<Mutex<Vec<String>>>,
     stderr_path: PathBuf,
     config_path: Option<PathBuf>,
     env: Vec<(String, String)>,
@@ -148,14 +149,21 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
 
         let (lines_tx, lines_rx) = mpsc::channel::<String>();
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("piped stdout");
         // Keeps draining stdout for the life of the process so it never blocks.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if test_log() {
-                    eprintln!("[gongkai stdout] {line}");
+        std::thread::spawn({
+            let stdout_lines = Arc::clone(&stdout_lines);
+            move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if test_log() {
+                        eprintln!("[gongkai stdout] {line}");
+                    }
+                    if let Ok(mut lines) = stdout_lines.lock() {
+                        lines.push(line.clone());
+                    }
+                    let _ = lines_tx.send(line);
                 }
-                let _ = lines_tx.send(line);
             }
         });
         let wait = tokio::task::spawn_blocking(move || wait_for_listening_line(&lines_rx));
@@ -185,6 +193,7 @@ impl TestApp {
             data_dir,
             database_url,
             process: Some(child),
+            stdout: stdout_lines,
             stderr_path,
             config_path,
             env: options.env,
@@ -313,6 +322,11 @@ impl TestApp {
         let mut child = self.process.take()?;
         terminate(&child);
         wait_timeout(&mut child, timeout)
+    }
+
+    /// The lines the server wrote to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// Everything the server wrote to stderr so far.

@@ -1,6 +1,7 @@
 //! Verification of a signed transcript (spec section 8): re-runs the draw from the public
 //! inputs and names the first check that fails.
 
+use crate::announcement::{Mechanism, Multiples};
 use crate::check::{Check, CheckFailure};
 use crate::draw::{Phase, outcome, prepare};
 use crate::hash::Digest;
@@ -19,6 +20,8 @@ pub struct TrustedKeys {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub draw_id: String,
+    pub mechanism: Mechanism,
+    pub multiples: Multiples,
     pub applications: usize,
     pub units: usize,
     pub kindergartens: usize,
@@ -126,6 +129,8 @@ pub fn verify_observed(
 
     Ok(Summary {
         draw_id: announcement.draw_id.to_string(),
+        mechanism: announcement.mechanism,
+        multiples: announcement.multiples,
         applications: transcript.leaves.len(),
         units: prepared.units.len(),
         kindergartens: announcement.kindergartens.len(),

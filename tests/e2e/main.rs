@@ -9,4 +9,5 @@
 mod support;
 
 mod browser_login;
+mod draw_cli;
 mod foundation;

@@ -77,6 +77,11 @@ fn read_private(path: &Path) -> Result<PrivateFile, Failure> {
 fn print_summary(summary: &Summary, private_checked: bool) {
     println!("valid");
     println!("draw:             {}", summary.draw_id);
+    println!(
+        "mechanism:        {}, {}",
+        summary.mechanism.as_str(),
+        summary.multiples.as_str()
+    );
     println!("applications:     {}", summary.applications);
     println!("units:            {}", summary.units);
     println!("kindergartens:    {}", summary.kindergartens);

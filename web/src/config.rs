@@ -45,6 +45,54 @@ pub struct Settings {
     pub max_body_bytes: usize,
     #[serde(default)]
     pub auth: AuthSettings,
+    #[serde(default)]
+    pub hub: HubSettings,
+}
+
+/// The live-event hub (`/ws/events/...`): moderation lists and fan-out tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSettings {
+    /// A UTF-8 file, one word per line (`#` comments): chat and questions containing one
+    /// are masked or rejected. Unset: no list.
+    #[serde(default)]
+    pub sensitive_words_file: Option<PathBuf>,
+    /// `mask` (replace with `*`) or `reject` (error `sensitive_word`).
+    #[serde(default)]
+    pub sensitive_mode: SensitiveModeSetting,
+    /// Broadcasts within this many milliseconds after a flush share one frame.
+    #[serde(default = "default_coalesce_ms")]
+    pub coalesce_ms: u64,
+    /// A room with no connections is dropped after this many seconds.
+    #[serde(default = "default_room_idle_secs")]
+    pub room_idle_secs: u64,
+    /// Frames queued for one slow socket before it is closed with 4001.
+    #[serde(default = "default_queue_frames")]
+    pub queue_frames: usize,
+    /// Bytes queued for one slow socket before it is closed with 4001.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        HubSettings {
+            sensitive_words_file: None,
+            sensitive_mode: SensitiveModeSetting::default(),
+            coalesce_ms: default_coalesce_ms(),
+            room_idle_secs: default_room_idle_secs(),
+            queue_frames: default_queue_frames(),
+            queue_bytes: default_queue_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SensitiveModeSetting {
+    #[default]
+    Mask,
+    Reject,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +140,18 @@ fn default_shutdown_timeout() -> u64 {
     10
 }
 fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_coalesce_ms() -> u64 {
+    100
+}
+fn default_room_idle_secs() -> u64 {
+    60
+}
+fn default_queue_frames() -> usize {
+    256
+}
+fn default_queue_bytes() -> usize {
     1024 * 1024
 }
 fn default_session_hours() -> u64 {
@@ -171,6 +231,15 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "GONGKAI_AUTH_LOGIN_PER_IP_PER_MINUTE",
         "auth.login_per_ip_per_minute",
     ),
+    (
+        "GONGKAI_HUB_SENSITIVE_WORDS_FILE",
+        "hub.sensitive_words_file",
+    ),
+    ("GONGKAI_HUB_SENSITIVE_MODE", "hub.sensitive_mode"),
+    ("GONGKAI_HUB_COALESCE_MS", "hub.coalesce_ms"),
+    ("GONGKAI_HUB_ROOM_IDLE_SECS", "hub.room_idle_secs"),
+    ("GONGKAI_HUB_QUEUE_FRAMES", "hub.queue_frames"),
+    ("GONGKAI_HUB_QUEUE_BYTES", "hub.queue_bytes"),
 ];
 
 const HARNESS_ENV_PREFIXES: &[&str] = &["GONGKAI_TEST_", "GONGKAI_BIN"];
@@ -284,6 +353,26 @@ impl Settings {
         }
         if self.max_body_bytes < 1024 {
             return Err(invalid("max_body_bytes", "must be at least 1024"));
+        }
+        if self.hub.coalesce_ms > 1000 {
+            return Err(invalid("hub.coalesce_ms", "must be at most 1000"));
+        }
+        if self.hub.room_idle_secs > 3600 {
+            return Err(invalid("hub.room_idle_secs", "must be at most 3600"));
+        }
+        if self.hub.queue_frames < 16 {
+            return Err(invalid("hub.queue_frames", "must be at least 16"));
+        }
+        if self.hub.queue_bytes < 64 * 1024 {
+            return Err(invalid("hub.queue_bytes", "must be at least 65536"));
+        }
+        if let Some(path) = &self.hub.sensitive_words_file
+            && !path.is_file()
+        {
+            return Err(invalid(
+                "hub.sensitive_words_file",
+                &format!("{} is not a readable file", path.display()),
+            ));
         }
         Ok(())
     }

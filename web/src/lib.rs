@@ -9,6 +9,7 @@
 //! - `routes`: the HTTP router (API, pages, probes)
 //! - `auth`: roles, passwords, sessions, CSRF, API tokens, rate limits
 //! - `store`: SQLite/PostgreSQL persistence
+//! - `hub_shell`: live-event rooms over WebSockets, their persistence and the bus
 //! - `pages`: templates, locales, assets
 //! - `error`: `ApiError`, the JSON error contract
 //! - `telemetry`, `telemetry_metrics`: logs and Prometheus metrics

@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::hub_shell::Bus;
 use crate::routes;
 use crate::state::AppState;
 use crate::store::{Store, now_ms};
@@ -35,7 +36,19 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .secret_or_create("viewer_cookie_hmac", &crate::auth::new_secret(), now_ms())
             .await?,
     );
-    let state = AppState::new(settings, store.clone(), viewer_key, shutdown.clone())?;
+    let bus = match &settings.nats_url {
+        Some(url) => {
+            let bus = Bus::connect_nats(url)
+                .await
+                .with_context(|| format!("cannot connect to NATS at {url}"))?;
+            tracing::info!("hub bus: NATS");
+            bus
+        }
+        None => Bus::local(),
+    };
+    let state = AppState::with_bus(settings, store.clone(), viewer_key, shutdown.clone(), bus)?;
+    let hub = state.hub.clone();
+    tracing::info!(node = %hub.node().0, "hub node");
     let local = listener.local_addr()?;
     spawn_housekeeping(state.clone());
 
@@ -64,6 +77,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     }
     signal_task.abort();
+    // Rooms saw the cancellation: sockets get 1001, the last rows are written.
+    hub.drain(Duration::from_secs(5)).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::KeyedLimiter;
 use crate::config::Settings;
+use crate::hub_shell::{Bus, Hub, HubOptions};
 use crate::pages::Pages;
 use crate::store::Store;
 use crate::telemetry_metrics::Metrics;
@@ -27,6 +28,8 @@ pub struct AppStateInner {
     /// Cancelled on SIGINT/SIGTERM: long-lived connections (WebSockets) close with
     /// "going away" when it fires.
     pub shutdown: CancellationToken,
+    /// This node's live-event rooms.
+    pub hub: Hub,
 }
 
 impl AppState {
@@ -36,6 +39,19 @@ impl AppState {
         viewer_key: ViewerKey,
         shutdown: CancellationToken,
     ) -> anyhow::Result<AppState> {
+        AppState::with_bus(settings, store, viewer_key, shutdown, Bus::local())
+    }
+
+    /// As `new`, with the hub on `bus` (NATS for several nodes).
+    pub fn with_bus(
+        settings: Settings,
+        store: Store,
+        viewer_key: ViewerKey,
+        shutdown: CancellationToken,
+        bus: Bus,
+    ) -> anyhow::Result<AppState> {
+        let options = HubOptions::from_settings(&settings.hub, bus.is_shared())?;
+        let hub = Hub::new(store.clone(), bus, options, shutdown.clone());
         let login_per_user = KeyedLimiter::per_minute(settings.auth.login_per_user_per_minute);
         let login_per_ip = KeyedLimiter::per_minute(settings.auth.login_per_ip_per_minute);
         Ok(AppState(Arc::new(AppStateInner {
@@ -47,6 +63,7 @@ impl AppState {
             login_per_ip,
             viewer_key,
             shutdown,
+            hub,
         })))
     }
 }

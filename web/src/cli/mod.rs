@@ -30,6 +30,12 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [auth] session_hours            GONGKAI_AUTH_SESSION_HOURS      12
   [auth] login_per_user_per_minute GONGKAI_AUTH_LOGIN_PER_USER_PER_MINUTE 5
   [auth] login_per_ip_per_minute  GONGKAI_AUTH_LOGIN_PER_IP_PER_MINUTE   20
+  [hub] sensitive_words_file      GONGKAI_HUB_SENSITIVE_WORDS_FILE (unset: no list)
+  [hub] sensitive_mode            GONGKAI_HUB_SENSITIVE_MODE      mask | reject
+  [hub] coalesce_ms               GONGKAI_HUB_COALESCE_MS         100
+  [hub] room_idle_secs            GONGKAI_HUB_ROOM_IDLE_SECS      60
+  [hub] queue_frames              GONGKAI_HUB_QUEUE_FRAMES        256
+  [hub] queue_bytes               GONGKAI_HUB_QUEUE_BYTES         1048576
 Unknown keys and invalid values stop the start with an error naming the key (exit 2).";
 
 #[derive(Debug, Parser)]

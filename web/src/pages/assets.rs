@@ -22,6 +22,16 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/app.js"),
     },
+    Asset {
+        name: "event.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/event.js"),
+    },
+    Asset {
+        name: "staff.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/staff.js"),
+    },
 ];
 
 pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {

@@ -21,6 +21,19 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../../templates/login.html")),
     ("staff.html", include_str!("../../templates/staff.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    ("event.html", include_str!("../../templates/event.html")),
+    (
+        "event_form.html",
+        include_str!("../../templates/event_form.html"),
+    ),
+    (
+        "staff_events.html",
+        include_str!("../../templates/staff_events.html"),
+    ),
+    (
+        "staff_event.html",
+        include_str!("../../templates/staff_event.html"),
+    ),
 ];
 
 /// The template environment and message catalogues, built once at start.

@@ -8,7 +8,7 @@
 //! - `users`: `/api/v1/users` (administrators)
 //! - `pages`: home, login, staff dashboard
 
-mod events;
+pub mod events;
 pub mod extract;
 mod health;
 mod pages;
@@ -38,10 +38,12 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(events::routes())
         .merge(crate::viewer::routes())
+        .merge(crate::hub_shell::api_routes())
         .fallback(api_not_found);
     Router::new()
         .nest("/api/v1", api)
         .merge(health::routes())
+        .merge(crate::hub_shell::ws_routes())
         .merge(pages::routes())
         .route("/assets/{name}", get(crate::pages::assets::serve))
         .fallback(pages::not_found)

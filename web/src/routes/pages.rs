@@ -15,7 +15,8 @@ use subtle::ConstantTimeEq;
 use super::page_error;
 use super::tokens::{create_for, revoke_for};
 use crate::auth::login::{clear_session_cookies, login, set_session_cookies};
-use crate::auth::{Authn, Caller, ClientIp, PageCaller, new_secret};
+use crate::auth::{Authn, Caller, ClientIp, PageCaller, Role, new_secret};
+use crate::domain::event::{Event, EventKind, EventStatus};
 use crate::error::ApiError;
 use crate::pages::Lang;
 use crate::pages::i18n::LANG_COOKIE;
@@ -32,6 +33,9 @@ pub fn routes() -> Router<AppState> {
         .route("/staff", get(staff))
         .route("/staff/tokens", post(token_create))
         .route("/staff/tokens/{id}/revoke", post(token_revoke))
+        .route("/events/{id}", get(event_page))
+        .route("/staff/events", get(staff_events))
+        .route("/staff/events/{id}", get(staff_event))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,11 +79,132 @@ async fn home(
 ) -> Response {
     let (lang, jar) = page_lang(&query, &headers, jar);
     let (user, csrf_token) = user_ctx(&caller);
-    let empty: Vec<minijinja::Value> = Vec::new();
-    let ctx = context! { user, csrf_token, live => empty.clone(), upcoming => empty.clone(), past => empty };
+    let lists = async {
+        let live = state
+            .store
+            .list_events(Some(EventStatus::Live), false, 50)
+            .await?;
+        let upcoming = state
+            .store
+            .list_events(Some(EventStatus::Scheduled), false, 50)
+            .await?;
+        let past = state
+            .store
+            .list_events(Some(EventStatus::Ended), false, 50)
+            .await?;
+        Ok::<_, crate::store::StoreError>((live, upcoming, past))
+    };
+    let (live, upcoming, past) = match lists.await {
+        Ok(l) => l,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let cards = |events: Vec<Event>| events.iter().map(event_ctx).collect::<Vec<_>>();
+    let ctx = context! { user, csrf_token, live => cards(live), upcoming => cards(upcoming), past => cards(past) };
     (
         jar,
         state.pages.respond(StatusCode::OK, "home.html", lang, ctx),
+    )
+        .into_response()
+}
+
+/// The event as templates see it: its public JSON plus millisecond times for `<time>`.
+fn event_ctx(event: &Event) -> minijinja::Value {
+    let base = minijinja::Value::from_serialize(event);
+    minijinja::context! { start_ms => event.scheduled_start_ms, end_ms => event.scheduled_end_ms, ..base }
+}
+
+async fn event_page(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    Path(id): Path<String>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Response {
+    let (lang, jar) = page_lang(&query, &headers, jar);
+    let event = match super::events::load(&state, &id).await {
+        Ok(e) if e.status != EventStatus::Cancelled => e,
+        Ok(_) | Err(ApiError::NotFound(_)) => {
+            return page_error(&state, lang, StatusCode::NOT_FOUND);
+        }
+        Err(e) => return e.into_response(),
+    };
+    let (user, csrf_token) = user_ctx(&caller);
+    let extra = match record_ctx(&state, &event).await {
+        Ok(extra) => extra,
+        Err(e) => return e.into_response(),
+    };
+    let ctx = context! {
+        user, csrf_token,
+        event => event_ctx(&event),
+        start_ms => event.scheduled_start_ms,
+        end_ms => event.scheduled_end_ms,
+        ..extra
+    };
+    (
+        jar,
+        state.pages.respond(StatusCode::OK, "event.html", lang, ctx),
+    )
+        .into_response()
+}
+
+async fn staff_events(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Response {
+    let (lang, jar) = page_lang(&query, &headers, jar);
+    let Some(caller) = caller else {
+        return Redirect::to("/login?next=/staff/events").into_response();
+    };
+    let events = match state.store.list_events(None, true, 500).await {
+        Ok(e) => e,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let can_create = caller.user.has(Role::Admin) || caller.user.has(Role::Organiser);
+    let (user, csrf_token) = user_ctx(&Some(caller));
+    let events: Vec<_> = events.iter().map(event_ctx).collect();
+    let ctx = context! { user, csrf_token, events, can_create, event => () };
+    (
+        jar,
+        state
+            .pages
+            .respond(StatusCode::OK, "staff_events.html", lang, ctx),
+    )
+        .into_response()
+}
+
+async fn staff_event(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    Path(id): Path<String>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Response {
+    let (lang, jar) = page_lang(&query, &headers, jar);
+    let Some(caller) = caller else {
+        return Redirect::to(&format!("/login?next=/staff/events/{id}")).into_response();
+    };
+    let event = match super::events::load(&state, &id).await {
+        Ok(e) => e,
+        Err(ApiError::NotFound(_)) => return page_error(&state, lang, StatusCode::NOT_FOUND),
+        Err(e) => return e.into_response(),
+    };
+    if super::events::may_run(&caller, &event).is_err() {
+        return page_error(&state, lang, StatusCode::FORBIDDEN);
+    }
+    let can_manage = caller.user.has(Role::Admin)
+        || (event.kind == EventKind::Draw && caller.user.has(Role::Organiser));
+    let (user, csrf_token) = user_ctx(&Some(caller));
+    let ctx = context! { user, csrf_token, event => event_ctx(&event), can_manage };
+    (
+        jar,
+        state
+            .pages
+            .respond(StatusCode::OK, "staff_event.html", lang, ctx),
     )
         .into_response()
 }
@@ -314,4 +439,9 @@ pub async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Res
         Lang::negotiate(None, &headers),
         StatusCode::NOT_FOUND,
     )
+}
+
+/// The live counters and, for ended events, the text record and viewer chart.
+async fn record_ctx(_state: &AppState, _event: &Event) -> Result<minijinja::Value, ApiError> {
+    Ok(context! { likes => 0, viewers_current => 0 })
 }

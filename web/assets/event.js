@@ -1,0 +1,241 @@
+// The event page's live side: one WebSocket to /ws/events/{id} (see docs/protocol.md).
+// All user text is inserted with textContent, never as HTML.
+"use strict";
+
+(() => {
+  const root = document.getElementById("event");
+  if (!root) return;
+  const eventId = root.dataset.eventId;
+  const i18n = document.getElementById("i18n").dataset;
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, cls, text) => {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+
+  const state = { seq: 0, you: null, role: null, status: root.dataset.status, chat: { open: true, slow_mode_secs: 0 },
+    questions: new Map(), answered: [], ws: null, backoff: 500, refs: 0 };
+
+  // ---- nickname -----------------------------------------------------------
+  async function loadViewer() {
+    try {
+      const { viewer } = await window.gongkai.api("GET", "/api/v1/viewer");
+      setViewer(viewer);
+    } catch (_) { setViewer(null); }
+  }
+  function setViewer(viewer) {
+    state.viewer = viewer;
+    $("nickname-form").hidden = !!viewer;
+    $("chat-form").hidden = !viewer;
+    $("question-form").hidden = !viewer;
+    if (viewer) $("my-nickname").textContent = viewer.nickname;
+  }
+  $("nickname-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const { viewer } = await window.gongkai.api("POST", "/api/v1/viewer", { nickname: $("nickname").value });
+      setViewer(viewer);
+      reconnect(); // the server learns the identity at connect time
+    } catch (e) { showError(e.message); }
+  });
+
+  // ---- socket -------------------------------------------------------------
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const since = state.seq > 0 ? `?since=${state.seq}` : "";
+    setConn("connecting");
+    const ws = new WebSocket(`${proto}//${location.host}/ws/events/${encodeURIComponent(eventId)}${since}`);
+    state.ws = ws;
+    ws.onopen = () => { state.backoff = 500; setConn("online"); };
+    ws.onmessage = (m) => {
+      let msg;
+      try { msg = JSON.parse(m.data); } catch (_) { return; }
+      handle(msg);
+    };
+    ws.onclose = (ev) => {
+      if (state.ws !== ws) return;
+      setConn("offline");
+      if (ev.code === 1000 && state.status === "ended") return;
+      const wait = Math.min(state.backoff, 15000);
+      state.backoff *= 2;
+      setTimeout(connect, wait + Math.random() * 250);
+    };
+  }
+  function reconnect() {
+    const old = state.ws;
+    state.ws = null;
+    if (old) old.close(1000);
+    connect();
+  }
+  function send(msg) {
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+      msg.ref = `r${++state.refs}`;
+      state.ws.send(JSON.stringify(msg));
+      return true;
+    }
+    return false;
+  }
+  function setConn(which) { $("connection").textContent = $("connection").dataset[which] || ""; }
+
+  // ---- messages -----------------------------------------------------------
+  function handle(msg) {
+    if (msg.type === "batch") { for (const m of msg.messages) handle(m); return; }
+    if (typeof msg.seq === "number" && msg.type !== "viewers" && msg.type !== "snapshot" && msg.type !== "resumed") {
+      if (msg.seq <= state.seq) return; // already seen
+      state.seq = msg.seq;
+    }
+    switch (msg.type) {
+      case "snapshot": return applySnapshot(msg);
+      case "resumed": state.seq = Math.max(state.seq, msg.seq); return;
+      case "chat.message": return addChat(msg);
+      case "chat.deleted": { const li = document.querySelector(`#chat-messages li[data-id="${msg.id}"]`); if (li) li.remove(); return; }
+      case "chat.settings": state.chat = { open: msg.open, slow_mode_secs: msg.slow_mode_secs }; return renderChatState();
+      case "likes": $("likes-total").textContent = msg.total; return;
+      case "question.asked": state.questions.set(msg.question.id, msg.question); return renderQuestions();
+      case "question.upvoted": { const q = state.questions.get(msg.id); if (q) { q.votes = msg.votes; renderQuestions(); } return; }
+      case "question.answered": {
+        const q = state.questions.get(msg.id);
+        if (q) { state.questions.delete(msg.id); q.answered = true; q.answer = msg.answer; q.answered_at = msg.answered_at; state.answered.unshift(q); }
+        return renderQuestions();
+      }
+      case "event.status": return setStatus(msg.status);
+      case "event.updated": if (msg.event && msg.event.title) $("event-title").textContent = msg.event.title; if (msg.event && msg.event.status) setStatus(msg.event.status); return;
+      case "viewers": $("viewers-current").textContent = msg.current; return;
+      case "error": return showError(msg.message || msg.code);
+      case "ack": case "pong": return;
+      default: return;
+    }
+  }
+
+  function applySnapshot(s) {
+    state.seq = s.seq;
+    state.you = s.you || null;
+    state.role = s.you && s.you.role ? s.you.role : null;
+    state.chat = s.chat || state.chat;
+    $("chat-messages").replaceChildren();
+    for (const m of s.messages || []) addChat(m);
+    state.questions = new Map((s.questions || []).map((q) => [q.id, q]));
+    state.answered = s.answered || [];
+    if (typeof s.likes === "number") $("likes-total").textContent = s.likes;
+    if (s.viewers) $("viewers-current").textContent = s.viewers.current;
+    if (s.event && s.event.status) setStatus(s.event.status);
+    $("moderation").hidden = !(state.role === "moderator" || state.role === "admin");
+    renderQuestions();
+    renderChatState();
+  }
+
+  const isModerator = () => state.role === "moderator" || state.role === "admin";
+  const canAnswer = () => isModerator() || state.role === "broadcaster";
+
+  function addChat(m) {
+    const li = el("li", "msg");
+    li.dataset.id = m.id;
+    const nick = el("span", "nick" + (m.author && m.author.role ? " staff" : ""), m.author ? m.author.nickname : "?");
+    li.append(nick, document.createTextNode(": "), el("span", "text", m.text));
+    if (isModerator()) {
+      const del = el("button", "mini danger", i18n.delete);
+      del.type = "button";
+      del.addEventListener("click", () => send({ type: "chat.delete", message_id: m.id }));
+      const ban = el("button", "mini danger", i18n.ban);
+      ban.type = "button";
+      ban.addEventListener("click", () => {
+        if (confirm(i18n.banConfirm)) send({ type: "viewer.ban", message_id: m.id, duration_secs: 86400 });
+      });
+      li.append(" ", del, " ", ban);
+    }
+    const list = $("chat-messages");
+    list.append(li);
+    while (list.children.length > 200) list.firstElementChild.remove();
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function renderQuestions() {
+    const open = [...state.questions.values()].sort((a, b) => b.votes - a.votes || a.time - b.time);
+    $("questions").replaceChildren(...open.map((q) => {
+      const li = el("li", "question");
+      li.dataset.id = q.id;
+      li.append(el("span", "votes", String(q.votes)), " ", el("span", "nick", q.author ? q.author.nickname : "?"), ": ", el("span", "text", q.text), " ");
+      const up = el("button", "mini", i18n.upvote);
+      up.type = "button";
+      up.addEventListener("click", () => send({ type: "question.upvote", question_id: q.id }));
+      li.append(up);
+      if (canAnswer()) {
+        const ans = el("button", "mini", i18n.answer);
+        ans.type = "button";
+        ans.addEventListener("click", () => {
+          const text = prompt(i18n.answerPrompt, "");
+          if (text === null) return;
+          const msg = { type: "question.answer", question_id: q.id };
+          if (text.trim()) msg.answer = text.trim();
+          send(msg);
+        });
+        li.append(" ", ans);
+      }
+      return li;
+    }));
+    $("answered").replaceChildren(...state.answered.map((q) => {
+      const li = el("li", "question answered");
+      li.dataset.id = q.id;
+      li.append(el("p", "q", `${q.author ? q.author.nickname : "?"}: ${q.text}`), el("p", "a", q.answer || i18n.answerLive));
+      return li;
+    }));
+  }
+
+  function renderChatState() {
+    let text = "";
+    if (state.status === "ended" || state.status === "cancelled") text = i18n.ended;
+    else if (!state.chat.open) text = i18n.closed;
+    else if (state.chat.slow_mode_secs > 0) text = i18n.slow.replace("{n}", state.chat.slow_mode_secs);
+    $("chat-state").textContent = text;
+  }
+
+  function setStatus(status) {
+    state.status = status;
+    root.dataset.status = status;
+    const badge = $("event-status");
+    badge.className = `badge status-${status}`;
+    badge.textContent = i18n["status" + status[0].toUpperCase() + status.slice(1)] || status;
+    const player = $("player-state");
+    if (player) player.textContent = i18n["player" + status[0].toUpperCase() + status.slice(1)] || "";
+    renderChatState();
+  }
+
+  function showError(text) {
+    const p = $("chat-error");
+    p.textContent = text;
+    p.hidden = false;
+    clearTimeout(showError.timer);
+    showError.timer = setTimeout(() => { p.hidden = true; }, 5000);
+  }
+
+  // ---- forms --------------------------------------------------------------
+  $("chat-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const input = $("chat-input");
+    if (input.value.trim() && send({ type: "chat.send", text: input.value })) input.value = "";
+  });
+  $("question-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const input = $("question-input");
+    if (input.value.trim() && send({ type: "question.ask", text: input.value })) input.value = "";
+  });
+  // Taps are summed for 300 ms and sent as one `like` (the server aggregates further).
+  let pendingLikes = 0;
+  let likeTimer = null;
+  $("like-button").addEventListener("click", () => {
+    pendingLikes += 1;
+    $("likes-total").textContent = Number($("likes-total").textContent) + 1;
+    if (likeTimer) return;
+    likeTimer = setTimeout(() => {
+      likeTimer = null;
+      if (pendingLikes > 0 && send({ type: "like", count: Math.min(pendingLikes, 50) })) pendingLikes = 0;
+    }, 300);
+  });
+  $("slow-mode-set").addEventListener("click", () => send({ type: "chat.slow_mode", seconds: Number($("slow-mode").value) || 0 }));
+  $("chat-close").addEventListener("click", () => send({ type: "chat.close" }));
+  $("chat-open").addEventListener("click", () => send({ type: "chat.open" }));
+
+  loadViewer().then(connect);
+})();

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use axum::Router;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -172,7 +172,10 @@ async fn through_room(
         reply,
     };
     room.send(command).await.ok()?;
-    tokio::time::timeout(STAFF_TIMEOUT, outcome).await.ok()?.ok()
+    tokio::time::timeout(STAFF_TIMEOUT, outcome)
+        .await
+        .ok()?
+        .ok()
 }
 
 /// An event viewers may see (not cancelled), or 404.
@@ -192,10 +195,9 @@ fn parse_since(query: Option<&str>) -> Result<Option<u64>, ApiError> {
     };
     for pair in query.split('&') {
         if let Some(value) = pair.strip_prefix("since=") {
-            return value
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::validation("since", "since must be a non-negative integer"));
+            return value.parse().map(Some).map_err(|_| {
+                ApiError::validation("since", "since must be a non-negative integer")
+            });
         }
     }
     Ok(None)

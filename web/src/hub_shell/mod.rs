@@ -24,7 +24,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use streaming::hub::{ConnId, EventInfo, EventStatus, Millis, NodeId, RoomConfig, SensitiveMode, SensitiveWords};
+use streaming::hub::{
+    ConnId, EventInfo, EventStatus, Millis, NodeId, RoomConfig, SensitiveMode, SensitiveWords,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -82,7 +84,10 @@ impl HubOptions {
         let sensitive = match &settings.sensitive_words_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("configuration key `hub.sensitive_words_file`: cannot read {}", path.display())
+                    format!(
+                        "configuration key `hub.sensitive_words_file`: cannot read {}",
+                        path.display()
+                    )
                 })?;
                 SensitiveWords::parse(&text, mode)
                     .context("configuration key `hub.sensitive_words_file`")?
@@ -134,7 +139,10 @@ impl Hub {
     /// shutdown token fired: sockets get their 1001 close, the database its last rows.
     pub async fn drain(&self, timeout: Duration) {
         self.0.tasks.close();
-        if tokio::time::timeout(timeout, self.0.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(timeout, self.0.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("hub tasks did not finish in time");
         }
     }
@@ -156,7 +164,10 @@ impl Hub {
     }
 
     fn existing_room(&self, event: &EventId) -> Option<mpsc::Sender<Command>> {
-        self.lock_rooms().get(event).filter(|r| !r.is_closed()).cloned()
+        self.lock_rooms()
+            .get(event)
+            .filter(|r| !r.is_closed())
+            .cloned()
     }
 
     /// Removes a room from the registry if nothing is waiting in its queue (or always,
@@ -235,7 +246,11 @@ pub fn event_info(event: &Event) -> EventInfo {
 
 /// Unique per process start: the pid and random bits (the smallest live id sequences).
 fn new_node_id() -> NodeId {
-    NodeId(format!("n{:08x}-{}", rand::random::<u32>(), std::process::id()))
+    NodeId(format!(
+        "n{:08x}-{}",
+        rand::random::<u32>(),
+        std::process::id()
+    ))
 }
 
 fn now_millis() -> Millis {

@@ -38,7 +38,10 @@ async fn run(store: Store, event: EventId, mut rx: mpsc::UnboundedReceiver<Job>)
                 Job::Entry(entry) => entries.push(entry),
                 Job::Sample(sample) => {
                     write_entries(&store, &event, &mut entries).await;
-                    retry("viewer sample", || store.record_viewer_sample(&event, &sample)).await;
+                    retry("viewer sample", || {
+                        store.record_viewer_sample(&event, &sample)
+                    })
+                    .await;
                 }
             }
         }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use streaming::hub::{
-    BusMessage, ClientFrame, ConnId, Effect, ErrorCode, EventInfo, Input, Millis, Room,
-    StaffRole, Viewer,
+    BusMessage, ClientFrame, ConnId, Effect, ErrorCode, EventInfo, Input, Millis, Room, StaffRole,
+    Viewer,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -375,7 +375,10 @@ mod tests {
 
     #[test]
     fn staff_outcome_reads_ack_and_error_only() {
-        assert_eq!(staff_outcome(r#"{"type":"ack","action":"x"}"#), Some(Ok(())));
+        assert_eq!(
+            staff_outcome(r#"{"type":"ack","action":"x"}"#),
+            Some(Ok(()))
+        );
         assert_eq!(
             staff_outcome(r#"{"type":"error","code":"not_found","message":"m"}"#),
             Some(Err(ErrorCode::NotFound))

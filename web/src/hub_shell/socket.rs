@@ -7,8 +7,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use streaming::hub::{
-    ClientMessage, ConnId, Frame, RateLimit, StaffRole, TokenBucket, Viewer,
-    parse_client_frame,
+    ClientMessage, ConnId, Frame, RateLimit, StaffRole, TokenBucket, Viewer, parse_client_frame,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -198,6 +197,9 @@ mod tests {
         assert_eq!(needs_nickname(r#"{"type":"like"}"#), Some(None));
         assert_eq!(needs_nickname(r#"{"type":"ping"}"#), None);
         assert_eq!(needs_nickname("not json"), None);
-        assert_eq!(needs_nickname(r#"{"type":"chat.delete","message_id":1}"#), None);
+        assert_eq!(
+            needs_nickname(r#"{"type":"chat.delete","message_id":1}"#),
+            None
+        );
     }
 }

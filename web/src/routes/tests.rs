@@ -13,11 +13,19 @@ use crate::state::AppState;
 use crate::store::testing::TestStore;
 
 async fn app() -> (axum::Router, AppState, TestStore) {
+    app_with(&[]).await
+}
+
+async fn app_with(env: &[(&str, &str)]) -> (axum::Router, AppState, TestStore) {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     }
     let t = TestStore::sqlite().await;
-    let settings = Settings::load_from(&ConfigArgs::default(), &[]).unwrap();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let settings = Settings::load_from(&ConfigArgs::default(), &env).unwrap();
     let state = AppState::new(
         settings,
         t.store.clone(),
@@ -225,7 +233,9 @@ async fn session_login_csrf_and_logout() {
 
 #[tokio::test]
 async fn login_is_rate_limited_per_username() {
-    let (app, state, _t) = app().await;
+    // One attempt per minute: the bucket cannot refill during the test, however slow the
+    // machine is.
+    let (app, state, _t) = app_with(&[("GONGKAI_AUTH_LOGIN_PER_USER_PER_MINUTE", "1")]).await;
     let limit = state.settings.auth.login_per_user_per_minute;
     for _ in 0..limit {
         let (status, _, _) = send(

@@ -14,10 +14,19 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, Failure> {
 /// Writes a public file, replacing it atomically (temporary file in the same directory,
 /// then rename), so that a reader never sees half a transcript.
 pub(crate) fn write_replace(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    write_replace_parts(path, &[bytes])
+}
+
+/// [`write_replace`] for a file given in parts (a large transcript is not copied to join
+/// it with its signatures).
+pub(crate) fn write_replace_parts(path: &Path, parts: &[&[u8]]) -> Result<(), Failure> {
     let temporary = temporary_path(path);
     let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&temporary)?);
+        for part in parts {
+            file.write_all(part)?;
+        }
+        let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)
     })();

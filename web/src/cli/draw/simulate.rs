@@ -9,7 +9,7 @@ use lottery::draw::{DrawInputs, Phase, run_observed};
 use lottery::jcs::WriteCanonical;
 use lottery::signature::{Role, Signature, Signed};
 use lottery::simulate::{SimulationParams, Synthetic, synthetic, witnesses};
-use lottery::transcript::signed_transcript_json;
+use lottery::transcript::signed_transcript_frame;
 use lottery::{
     Announcement, Beacon, BeaconKind, DrawId, DrawTime, KeyFile, Mechanism, Multiples, PrivateFile,
     SignedAnnouncement, SpecTag,
@@ -123,7 +123,7 @@ fn simulate<R: CryptoRng + RngCore>(options: &Options, rng: &mut R) -> Result<()
         Signed::Transcript,
         &transcript_hash,
     );
-    let signed_json = signed_transcript_json(&transcript_json, &[signature]);
+    let (head, tail) = signed_transcript_frame(&[signature]);
     timer.lap("draw: canonical JSON + hash + signature", true);
     let draw_ms = timer.draw_ms();
 
@@ -141,7 +141,7 @@ fn simulate<R: CryptoRng + RngCore>(options: &Options, rng: &mut R) -> Result<()
         &out.join("announcement.json"),
         &signed_announcement.to_canonical_vec(),
     )?;
-    files::write_replace(&out.join("signed.json"), &signed_json)?;
+    files::write_replace_parts(&out.join("signed.json"), &[&head, &transcript_json, tail])?;
     timer.lap("write files", false);
 
     println!(

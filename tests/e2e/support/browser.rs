@@ -148,7 +148,7 @@ impl Browser {
         // Dropping `Driver` stops chromedriver.
     }
 
-    async fn save_failure_artifacts(&self, name: &str) {
+    pub async fn save_failure_artifacts(&self, name: &str) {
         let dir = screenshot_dir();
         if let Err(e) = std::fs::create_dir_all(&dir) {
             eprintln!("cannot create {}: {e}", dir.display());

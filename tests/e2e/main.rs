@@ -11,3 +11,4 @@ mod support;
 mod browser_login;
 mod draw_cli;
 mod foundation;
+mod hub;

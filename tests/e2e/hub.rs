@@ -1,0 +1,606 @@
+//! The live-event hub end to end: real `gongkai serve` processes, real WebSockets
+//! (`/ws/events/{id}`), one node on SQLite and two nodes on PostgreSQL + NATS.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::support::postgres::TestDatabase;
+use crate::support::{AppOptions, PASSWORD, TestApp};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A WebSocket client that unpacks `batch` frames and remembers the highest seq.
+struct Ws {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pending: VecDeque<Value>,
+    seq: u64,
+    /// Every logged broadcast seen, by seq (to prove nothing arrives twice).
+    seen: HashMap<u64, u32>,
+}
+
+impl Ws {
+    async fn connect(base_url: &str, event: &str, cookie: Option<&str>, since: Option<u64>) -> Ws {
+        let mut url = format!(
+            "{}/ws/events/{event}",
+            base_url.replacen("http://", "ws://", 1)
+        );
+        if let Some(since) = since {
+            url.push_str(&format!("?since={since}"));
+        }
+        let mut request = url.into_client_request().expect("ws request");
+        if let Some(cookie) = cookie {
+            request
+                .headers_mut()
+                .insert("cookie", cookie.parse().expect("cookie header"));
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket connects");
+        Ws {
+            stream,
+            pending: VecDeque::new(),
+            seq: 0,
+            seen: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.send_text(message.to_string()).await;
+    }
+
+    async fn send_text(&mut self, text: String) {
+        self.stream
+            .send(Message::Text(text.into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next server message (batches unpacked); panics after `WAIT`.
+    async fn next(&mut self) -> Value {
+        loop {
+            if let Some(message) = self.pending.pop_front() {
+                if let Some(seq) = message["seq"].as_u64() {
+                    self.seq = self.seq.max(seq);
+                    if message["type"] != "viewers" && message["type"] != "snapshot" {
+                        *self.seen.entry(seq).or_default() += 1;
+                    }
+                }
+                return message;
+            }
+            let frame = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("a server message within the timeout")
+                .expect("socket open")
+                .expect("socket read");
+            let Message::Text(text) = frame else {
+                if let Message::Close(close) = frame {
+                    panic!("socket closed unexpectedly: {close:?}");
+                }
+                continue;
+            };
+            let value: Value = serde_json::from_str(text.as_str()).expect("server sends JSON");
+            if value["type"] == "batch" {
+                self.pending
+                    .extend(value["messages"].as_array().cloned().unwrap_or_default());
+            } else {
+                self.pending.push_back(value);
+            }
+        }
+    }
+
+    /// Skips messages until one of `kind` satisfying `check` arrives.
+    async fn until(&mut self, kind: &str, check: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let message = self.next().await;
+            if message["type"] == kind && check(&message) {
+                return message;
+            }
+        }
+    }
+
+    /// Everything that arrives within `window` (used to prove that nothing more comes).
+    async fn drain(&mut self, window: Duration) -> Vec<Value> {
+        let mut out: Vec<Value> = self.pending.drain(..).collect();
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, self.stream.next()).await
+        {
+            if let Message::Text(text) = frame {
+                let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                if value["type"] == "batch" {
+                    out.extend(value["messages"].as_array().cloned().unwrap_or_default());
+                } else {
+                    out.push(value);
+                }
+            }
+        }
+        for message in &out {
+            if let Some(seq) = message["seq"].as_u64()
+                && message["type"] != "viewers"
+            {
+                self.seq = self.seq.max(seq);
+                *self.seen.entry(seq).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// Waits for the server's close frame and returns its code.
+    async fn close_code(&mut self) -> u16 {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("close within the timeout");
+            match frame {
+                Some(Ok(Message::Close(Some(close)))) => return u16::from(close.code),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return 0,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn assert_no_duplicates(&self, who: &str) {
+        let twice: Vec<_> = self.seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "{who} got seqs more than once: {twice:?}");
+    }
+}
+
+/// `name=value` of a Set-Cookie header.
+fn cookie_named(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_owned()
+}
+
+async fn viewer_cookie(app: &TestApp, nickname: &str) -> String {
+    let response = app
+        .anonymous_client()
+        .post(app.url("/api/v1/viewer"))
+        .json(&json!({ "nickname": nickname }))
+        .send()
+        .await
+        .expect("POST /api/v1/viewer");
+    assert_eq!(response.status(), 200);
+    cookie_named(&response, "gongkai_viewer")
+}
+
+/// (session cookie, CSRF token) of a fresh login.
+async fn staff_session(app: &TestApp, username: &str) -> (String, String) {
+    let response = app
+        .anonymous_client()
+        .post(app.url("/api/v1/session"))
+        .json(&json!({ "username": username, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 200);
+    let cookie = cookie_named(&response, "gongkai_session");
+    let body: Value = response.json().await.expect("login JSON");
+    (
+        cookie,
+        body["csrf_token"].as_str().expect("csrf").to_owned(),
+    )
+}
+
+async fn staff_post(
+    app: &TestApp,
+    session: &(String, String),
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = app
+        .anonymous_client()
+        .post(app.url(path))
+        .header("cookie", &session.0)
+        .header("X-CSRF-Token", &session.1)
+        .json(&body)
+        .send()
+        .await
+        .expect("staff POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// An admin's live interview; returns its id.
+async fn live_event(app: &TestApp, admin: &(String, String)) -> String {
+    let (status, event) = staff_post(
+        app,
+        admin,
+        "/api/v1/events",
+        json!({"kind": "interview", "title": "区长在线访谈",
+               "scheduled_start": "2030-01-01T09:30:00+08:00",
+               "scheduled_end": "2030-01-01T11:00:00+08:00"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{event}");
+    let id = event["id"].as_str().expect("id").to_owned();
+    let (status, _) =
+        staff_post(app, admin, &format!("/api/v1/events/{id}/start"), json!({})).await;
+    assert_eq!(status, 200);
+    id
+}
+
+async fn record(app: &TestApp, event: &str) -> Value {
+    let response = app
+        .anonymous_client()
+        .get(app.url(&format!("/api/v1/events/{event}/record")))
+        .send()
+        .await
+        .expect("GET record");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("record JSON")
+}
+
+/// Polls the record until `check` holds (the room writes asynchronously).
+async fn record_until(app: &TestApp, event: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = record(app, event).await;
+        if check(&r) {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "record never matched: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn error_code(message: &Value) -> &str {
+    message["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn one_node_chat_qa_moderation_replay_record_and_shutdown() {
+    let mut app =
+        TestApp::spawn_with(AppOptions::default().env("GONGKAI_HUB_ROOM_IDLE_SECS", "1")).await;
+    app.create_user("admin", PASSWORD, &["admin"]);
+    app.create_user("mod", PASSWORD, &["moderator"]);
+    let admin = staff_session(&app, "admin").await;
+    let moderator = staff_session(&app, "mod").await;
+    let event = live_event(&app, &admin).await;
+
+    // Unknown events are a JSON 404, before any upgrade.
+    let missing = app
+        .anonymous_client()
+        .get(app.url("/ws/events/nosuchevent"))
+        .send()
+        .await
+        .expect("GET ws");
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.expect("404 JSON");
+    assert!(body["error"]["code"].is_string(), "{body}");
+
+    let jia = viewer_cookie(&app, "甲").await;
+    let yi = viewer_cookie(&app, "乙").await;
+    let mut a = Ws::connect(&app.base_url, &event, Some(&jia), None).await;
+    let mut b = Ws::connect(&app.base_url, &event, Some(&yi), None).await;
+    let mut m = Ws::connect(&app.base_url, &event, Some(&moderator.0), None).await;
+    let snapshot = a.until("snapshot", |_| true).await;
+    assert_eq!(snapshot["event"]["status"], "live");
+    assert_eq!(snapshot["you"]["nickname"], "甲");
+    b.until("snapshot", |_| true).await;
+    let staff = m.until("snapshot", |_| true).await;
+    assert_eq!(staff["you"]["role"], "moderator");
+
+    // Chat, likes, questions, votes.
+    a.send(json!({"type": "chat.send", "text": "区长好！", "ref": "c1"}))
+        .await;
+    let chat = b.until("chat.message", |_| true).await;
+    assert_eq!(chat["text"], "区长好！");
+    assert_eq!(chat["author"]["nickname"], "甲");
+    let first_id = chat["id"].as_u64().expect("id");
+    b.send(json!({"type": "like", "count": 3})).await;
+    let likes = a.until("likes", |_| true).await;
+    assert_eq!(likes["total"], 3);
+    a.send(json!({"type": "question.ask", "text": "加装电梯的补贴什么时候发放？"}))
+        .await;
+    let asked = b.until("question.asked", |_| true).await;
+    let question = asked["question"]["id"].as_u64().expect("question id");
+    b.send(json!({"type": "question.upvote", "question_id": question}))
+        .await;
+    let upvoted = a.until("question.upvoted", |_| true).await;
+    assert_eq!(upvoted["votes"], 1);
+    a.send(json!({"type": "question.ask", "text": "老旧小区改造有时间表吗？"}))
+        .await;
+    let later = b.until("question.asked", |_| true).await["question"]["id"]
+        .as_u64()
+        .expect("id");
+
+    // Bad input: an error to the sender, nothing for anyone else.
+    let seq_before = b.seq;
+    a.send_text(format!(
+        r#"{{"type":"chat.send","text":"{}"}}"#,
+        "x".repeat(5000)
+    ))
+    .await;
+    assert_eq!(
+        error_code(&a.until("error", |_| true).await),
+        "frame_too_large"
+    );
+    a.send_text("{not json".into()).await;
+    assert_eq!(error_code(&a.until("error", |_| true).await), "bad_json");
+    a.send(json!({"type": "chat.shout", "ref": "u1"})).await;
+    let unknown = a.until("error", |_| true).await;
+    assert_eq!(
+        (error_code(&unknown), &unknown["ref"]),
+        ("unknown_type", &json!("u1"))
+    );
+    a.send(json!({"type": "chat.send", "text": "长".repeat(501)}))
+        .await;
+    assert_eq!(error_code(&a.until("error", |_| true).await), "too_long");
+    a.send(json!({"type": "chat.delete", "message_id": first_id}))
+        .await;
+    assert_eq!(error_code(&a.until("error", |_| true).await), "forbidden");
+    let quiet = b.drain(Duration::from_millis(500)).await;
+    assert!(
+        quiet.iter().all(|m| m["type"] == "viewers"),
+        "bad input changed something: {quiet:?}"
+    );
+    assert_eq!(b.seq, seq_before);
+
+    // Moderation: delete, slow mode, ban.
+    m.send(json!({"type": "chat.delete", "message_id": first_id, "ref": "d1"}))
+        .await;
+    assert_eq!(m.until("ack", |_| true).await["ref"], "d1");
+    let deleted = a.until("chat.deleted", |_| true).await;
+    assert_eq!(deleted["id"], first_id);
+    m.send(json!({"type": "chat.slow_mode", "seconds": 60}))
+        .await;
+    m.until("ack", |_| true).await;
+    b.until("chat.settings", |s| s["slow_mode_secs"] == 60)
+        .await;
+    b.send(json!({"type": "chat.send", "text": "第一条"})).await;
+    let yi_message = a.until("chat.message", |_| true).await["id"]
+        .as_u64()
+        .expect("id");
+    b.send(json!({"type": "chat.send", "text": "第二条"})).await;
+    assert_eq!(error_code(&b.until("error", |_| true).await), "slow_mode");
+    m.send(json!({"type": "viewer.ban", "message_id": yi_message, "duration_secs": 3600}))
+        .await;
+    m.until("ack", |a| a["action"] == "viewer.ban").await;
+    b.send(json!({"type": "like"})).await;
+    assert_eq!(error_code(&b.until("error", |_| true).await), "banned");
+    b.send(json!({"type": "question.ask", "text": "还能问吗"}))
+        .await;
+    assert_eq!(error_code(&b.until("error", |_| true).await), "banned");
+
+    // Answer live over the socket.
+    m.send(
+        json!({"type": "question.answer", "question_id": question, "answer": "年底前发放到位。"}),
+    )
+    .await;
+    m.until("ack", |a| a["action"] == "question.answer").await;
+    let answered = a.until("question.answered", |_| true).await;
+    assert_eq!(answered["answer"], "年底前发放到位。");
+
+    // A viewer without a nickname watches but may not interact.
+    let mut watcher = Ws::connect(&app.base_url, &event, None, None).await;
+    watcher.until("snapshot", |_| true).await;
+    watcher
+        .send(json!({"type": "chat.send", "text": "hi", "ref": "w1"}))
+        .await;
+    let refused = watcher.until("error", |_| true).await;
+    assert_eq!(
+        (error_code(&refused), &refused["ref"]),
+        ("nickname_required", &json!("w1"))
+    );
+    watcher.send(json!({"type": "ping", "t": 5})).await;
+    assert_eq!(watcher.until("pong", |_| true).await["t"], 5);
+
+    // Reconnect with since: exactly the missed broadcasts, then `resumed`.
+    let since = a.seq;
+    drop(a);
+    m.send(json!({"type": "chat.send", "text": "你错过的消息"}))
+        .await;
+    m.until("chat.message", |c| c["text"] == "你错过的消息")
+        .await;
+    let mut a = Ws::connect(&app.base_url, &event, Some(&jia), Some(since)).await;
+    let missed = a.until("chat.message", |_| true).await;
+    assert_eq!(missed["text"], "你错过的消息");
+    assert_eq!(missed["author"]["role"], "moderator");
+    let resumed = a.until("resumed", |_| true).await;
+    assert!(resumed["replayed"].as_u64() >= Some(1), "{resumed}");
+
+    // The event ends: everyone is told; the record has the answer and the chat.
+    let (status, _) = staff_post(
+        &app,
+        &admin,
+        &format!("/api/v1/events/{event}/end"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    a.until("event.status", |s| s["status"] == "ended").await;
+    b.send(json!({"type": "chat.send", "text": "结束了吗"}))
+        .await;
+    let after = b.until("error", |_| true).await;
+    assert!(
+        ["event_ended", "banned"].contains(&error_code(&after)),
+        "{after}"
+    );
+    let r = record_until(&app, &event, |r| {
+        r["answered"].as_array().is_some_and(|a| !a.is_empty())
+            && r["chat"].as_array().is_some_and(|c| c.len() == 2)
+    })
+    .await;
+    assert_eq!(r["answered"][0]["answer"], "年底前发放到位。");
+    assert_eq!(r["answered"][0]["votes"], 1);
+    assert_eq!(r["likes"], 3);
+    let texts: Vec<&str> = r["chat"]
+        .as_array()
+        .expect("chat")
+        .iter()
+        .filter_map(|c| c["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        ["第一条", "你错过的消息"],
+        "deleted chat stays out of the record"
+    );
+    assert_eq!(r["chat"][1]["staff_role"], "moderator");
+
+    // Answering after the event, through the API: the room is still open here.
+    let (status, body) = staff_post(
+        &app,
+        &moderator,
+        &format!("/api/v1/events/{event}/questions/{later}/answer"),
+        json!({"answer": "明年开工。"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["via"].as_str()),
+        (200, Some("room")),
+        "{body}"
+    );
+    let viewers_cannot = staff_post(
+        &app,
+        &("gongkai_session=nope".into(), "x".into()),
+        &format!("/api/v1/events/{event}/questions/{later}/answer"),
+        json!({"answer": "x"}),
+    )
+    .await;
+    assert_eq!(viewers_cannot.0, 401);
+
+    // Everyone leaves; the idle room closes; an answer then goes straight to the record.
+    drop((a, b, m, watcher));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, body) = staff_post(
+        &app,
+        &moderator,
+        &format!("/api/v1/events/{event}/questions/{later}/answer"),
+        json!({"answer": "明年三月开工。"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["via"].as_str()),
+        (200, Some("record")),
+        "{body}"
+    );
+    let (status, _) = staff_post(
+        &app,
+        &moderator,
+        &format!("/api/v1/events/{event}/questions/99999/answer"),
+        json!({"answer": "?"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let r = record(&app, &event).await;
+    assert_eq!(r["answered"][1]["answer"], "明年三月开工。", "{r}");
+
+    // A new room starts from the database: seq continues, chat and answers are there.
+    let mut c = Ws::connect(&app.base_url, &event, Some(&jia), None).await;
+    let snapshot = c.until("snapshot", |_| true).await;
+    assert!(snapshot["seq"].as_u64() >= Some(since), "{snapshot}");
+    assert_eq!(snapshot["event"]["status"], "ended");
+    assert_eq!(snapshot["messages"].as_array().map(Vec::len), Some(2));
+
+    // SIGTERM: open sockets are closed with 1001 (going away).
+    let (stopped, code) = tokio::join!(
+        tokio::task::spawn_blocking(move || {
+            let status = app.terminate(Duration::from_secs(15));
+            (status, app)
+        }),
+        c.close_code()
+    );
+    let (status, _app) = stopped.expect("terminate");
+    assert_eq!(code, u16::from(CloseCode::Away));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_room_over_nats() {
+    let nats = std::env::var("GONGKAI_TEST_NATS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
+    let database = TestDatabase::create().await;
+    let options = AppOptions::default()
+        .database_url(&database.url)
+        .arg("--nats-url")
+        .arg(&nats);
+    let one = TestApp::spawn_with(options.clone()).await;
+    let two = TestApp::spawn_with(options).await;
+    one.create_user("admin", PASSWORD, &["admin"]);
+    one.create_user("mod", PASSWORD, &["moderator"]);
+    let admin = staff_session(&one, "admin").await;
+    let moderator = staff_session(&two, "mod").await;
+    let event = live_event(&one, &admin).await;
+
+    let jia = viewer_cookie(&one, "甲").await;
+    let yi = viewer_cookie(&two, "乙").await;
+    let mut a = Ws::connect(&one.base_url, &event, Some(&jia), None).await;
+    a.until("snapshot", |_| true).await;
+    let mut b = Ws::connect(&two.base_url, &event, Some(&yi), None).await;
+    b.until("snapshot", |_| true).await;
+    let mut m = Ws::connect(&two.base_url, &event, Some(&moderator.0), None).await;
+    m.until("snapshot", |_| true).await;
+
+    // One viewer count across both nodes.
+    a.until("viewers", |v| v["current"] == 3).await;
+    b.until("viewers", |v| v["current"] == 3).await;
+
+    a.send(json!({"type": "chat.send", "text": "一号节点"}))
+        .await;
+    b.send(json!({"type": "chat.send", "text": "二号节点"}))
+        .await;
+    let from_a = b.until("chat.message", |c| c["text"] == "一号节点").await;
+    a.until("chat.message", |c| c["text"] == "二号节点").await;
+    b.send(json!({"type": "like", "count": 4})).await;
+    a.until("likes", |l| l["total"] == 4).await;
+    a.send(json!({"type": "question.ask", "text": "问题一"}))
+        .await;
+    let question = b.until("question.asked", |_| true).await["question"]["id"]
+        .as_u64()
+        .expect("id");
+    b.send(json!({"type": "question.upvote", "question_id": question}))
+        .await;
+    a.until("question.upvoted", |q| q["votes"] == 1).await;
+    m.send(json!({"type": "chat.delete", "message_id": from_a["id"]}))
+        .await;
+    a.until("chat.deleted", |d| d["id"] == from_a["id"]).await;
+    b.until("chat.deleted", |d| d["id"] == from_a["id"]).await;
+    m.send(json!({"type": "question.answer", "question_id": question, "answer": "答复"}))
+        .await;
+    a.until("question.answered", |q| q["id"] == question).await;
+    b.until("question.answered", |q| q["id"] == question).await;
+
+    // Exactly once: each chat message once per socket, no seq twice.
+    let rest_a = a.drain(Duration::from_millis(1500)).await;
+    let rest_b = b.drain(Duration::from_millis(300)).await;
+    for (who, ws, rest) in [("node 1", &a, &rest_a), ("node 2", &b, &rest_b)] {
+        ws.assert_no_duplicates(who);
+        assert!(
+            rest.iter()
+                .all(|m| m["type"] == "viewers" || m["type"] == "likes"),
+            "{who} got more than expected: {rest:?}"
+        );
+    }
+    assert_eq!(a.seq, b.seq, "both nodes are at the same seq");
+
+    // Written once to the shared database.
+    let r = record_until(&one, &event, |r| {
+        r["answered"].as_array().is_some_and(|a| a.len() == 1)
+            && r["chat"].as_array().is_some_and(|c| c.len() == 1)
+    })
+    .await;
+    assert_eq!(r["chat"][0]["text"], "二号节点");
+    assert_eq!(r["likes"], 4);
+}

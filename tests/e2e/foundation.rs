@@ -343,16 +343,23 @@ async fn reset_password_replaces_the_old_one() {
 
 #[tokio::test]
 async fn login_attempts_are_rate_limited_per_username() {
-    let app = TestApp::spawn().await;
+    // One attempt a minute: the second is refused for the next ~60 s, long
+    // enough that nothing below races the limiter's refill.
+    let app = TestApp::spawn_with(
+        AppOptions::default().config("[auth]\nlogin_per_user_per_minute = 1\n"),
+    )
+    .await;
     app.create_user("erin", PASSWORD, &["admin"]);
+    app.create_user("fred", PASSWORD, &["admin"]);
 
-    // The default limit: 5 attempts per username per minute.
-    let limited = attempts_until_429(&app, 10, |_| ("erin".to_owned(), None)).await;
-    let (attempts, response) = limited.unwrap_or_else(|| {
-        panic!("10 wrong passwords for one username were never answered with 429")
-    });
-    assert_eq!(attempts, 6, "the default per-username limit is 5 a minute");
-    check_too_many_requests(response).await;
+    let limited = attempts_until_429(&app, 5, |_| ("erin".to_owned(), None)).await;
+    let limited = limited.expect("5 wrong passwords for one username were never answered with 429");
+    limited.assert_limit(1);
+    let retry_after = check_too_many_requests(limited.response).await;
+    assert!(
+        retry_after > 1,
+        "Retry-After {retry_after} with a 60 s refill"
+    );
 
     // The limit protects the account: the right password does not get through either.
     let right = app.login("erin", PASSWORD).await;
@@ -361,6 +368,8 @@ async fn login_attempts_are_rate_limited_per_username() {
         StatusCode::TOO_MANY_REQUESTS,
         "the correct password got through a locked username"
     );
+    // Other accounts are not affected.
+    app.login_ok("fred", PASSWORD).await;
 }
 
 #[tokio::test]
@@ -374,11 +383,11 @@ async fn login_attempts_are_rate_limited_per_ip_and_forwarded_for_is_not_trusted
         (format!("guess{i}"), Some(format!("198.51.100.{i}")))
     })
     .await;
-    let (attempts, response) = limited.unwrap_or_else(|| {
+    let limited = limited.unwrap_or_else(|| {
         panic!("8 failed logins from one IP were never answered with 429 (limit 3)")
     });
-    assert_eq!(attempts, 4, "login_per_ip_per_minute = 3 not honoured");
-    check_too_many_requests(response).await;
+    limited.assert_limit(3);
+    check_too_many_requests(limited.response).await;
 }
 
 #[tokio::test]
@@ -392,8 +401,8 @@ async fn forwarded_for_separates_clients_behind_a_trusted_proxy() {
         (format!("guess{i}"), Some("198.51.100.7".to_owned()))
     })
     .await;
-    let (attempts, _) = limited.expect("one forwarded client was never limited");
-    assert_eq!(attempts, 4);
+    let limited = limited.expect("one forwarded client was never limited");
+    limited.assert_limit(3);
     // Another client behind the same proxy is not affected.
     let other = app
         .anonymous_client()
@@ -850,14 +859,41 @@ fn assert_error_shape(body: &Value) {
     );
 }
 
+/// The first 429 of a series of failed logins.
+struct Limited {
+    /// 1-based number of the attempt answered with 429.
+    attempts: usize,
+    /// Time from the first attempt to the 429.
+    elapsed: Duration,
+    response: reqwest::Response,
+}
+
+impl Limited {
+    /// Checks the 429 came when a limit of `per_minute` (a burst of that size,
+    /// then one more every 60/`per_minute` s) says it should, however slow the
+    /// attempts were.
+    fn assert_limit(&self, per_minute: u32) {
+        let refill = Duration::from_secs(60) / per_minute;
+        let refilled = (self.elapsed.as_secs_f64() / refill.as_secs_f64()).floor() as usize;
+        let burst = per_minute as usize;
+        assert!(
+            self.attempts > burst && self.attempts <= burst + 1 + refilled,
+            "limit {per_minute}/min: first 429 at attempt {} after {:?}",
+            self.attempts,
+            self.elapsed
+        );
+    }
+}
+
 /// Tries wrong passwords until a 429 arrives; attempt `i` uses the username
 /// and optional `X-Forwarded-For` that `attempt(i)` returns.
 async fn attempts_until_429(
     app: &TestApp,
     max: usize,
     attempt: impl Fn(usize) -> (String, Option<String>),
-) -> Option<(usize, reqwest::Response)> {
+) -> Option<Limited> {
     let client = app.anonymous_client();
+    let started = std::time::Instant::now();
     for i in 0..max {
         let (username, forwarded_for) = attempt(i);
         let mut request = client
@@ -868,7 +904,13 @@ async fn attempts_until_429(
         }
         let response = request.send().await.unwrap();
         match response.status() {
-            StatusCode::TOO_MANY_REQUESTS => return Some((i + 1, response)),
+            StatusCode::TOO_MANY_REQUESTS => {
+                return Some(Limited {
+                    attempts: i + 1,
+                    elapsed: started.elapsed(),
+                    response,
+                });
+            }
             StatusCode::UNAUTHORIZED => {}
             other => panic!("attempt {i}: unexpected status {other}"),
         }
@@ -876,13 +918,15 @@ async fn attempts_until_429(
     None
 }
 
-async fn check_too_many_requests(response: reqwest::Response) {
+/// Checks a 429 (Retry-After in seconds, JSON error); returns Retry-After.
+async fn check_too_many_requests(response: reqwest::Response) -> u64 {
     let retry_after = header(response.headers(), "retry-after");
     let seconds: u64 = retry_after
         .parse()
         .unwrap_or_else(|_| panic!("Retry-After is not delta-seconds: {retry_after:?}"));
     assert!(seconds >= 1, "Retry-After: {seconds}");
     expect_error(response, 429, None).await;
+    seconds
 }
 
 fn header(headers: &HeaderMap, name: &str) -> String {

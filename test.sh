@@ -38,6 +38,8 @@ as_root() {
 }
 
 export GONGKAI_TEST_POSTGRES_URL="${GONGKAI_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# Set by the CI runner (`CI=true bash .ci/run`), as opposed to a developer's run.
+in_ci="${CI:-}"
 # Slow tests are gated on these; the test command always runs them.
 export CI="${CI:-true}"
 export GONGKAI_SLOW_TESTS="${GONGKAI_SLOW_TESTS:-1}"
@@ -128,9 +130,12 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-if [ "$CI" = "true" ] && [ -z "${CARGO_INCREMENTAL:-}" ]; then
-    # A clean CI build gains nothing from incremental artifacts.
-    export CARGO_INCREMENTAL=0
+if [ "$in_ci" = "true" ]; then
+    # A clean CI build gains nothing from incremental artifacts, and line tables
+    # (enough for backtraces) link much faster than full debug info. Only in CI:
+    # locally these would invalidate the developer's own build artifacts.
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+    export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 fi
 
 section "cargo fmt --all --check"
@@ -143,6 +148,7 @@ section "cargo build -p web --bin gongkai (the binary the e2e tests drive)"
 cargo build -p web --bin gongkai
 
 section "cargo test --workspace"
-cargo test --workspace
+# --no-fail-fast: report every failing test binary, not just the first.
+cargo test --workspace --no-fail-fast
 
 section "all checks passed in $((SECONDS - started))s"

@@ -24,10 +24,18 @@ async fn an_interview_from_schedule_to_text_record_in_browsers() {
     let admin = Browser::start(BrowserOptions::default()).await;
     let viewer_b = Browser::start(BrowserOptions::default()).await;
     let viewer_c = Browser::start(BrowserOptions::default()).await;
-    let clients = [admin.client.clone(), viewer_b.client.clone(), viewer_c.client.clone()];
+    let clients = [
+        admin.client.clone(),
+        viewer_b.client.clone(),
+        viewer_c.client.clone(),
+    ];
     let outcome = flow(&base, &clients[0], &clients[1], &clients[2]).await;
     if outcome.is_err() {
-        for (name, b) in [("event_flow_admin", &admin), ("event_flow_viewer_b", &viewer_b), ("event_flow_viewer_c", &viewer_c)] {
+        for (name, b) in [
+            ("event_flow_admin", &admin),
+            ("event_flow_viewer_b", &viewer_b),
+            ("event_flow_viewer_c", &viewer_c),
+        ] {
             b.save_failure_artifacts(name).await;
         }
         eprintln!("server log:\n{}", app.stderr());
@@ -45,10 +53,18 @@ async fn flow(base: &str, admin: &Client, b: &Client, c: &Client) -> anyhow::Res
     admin.goto(&format!("{base}/login")).await?;
     fill(admin, "#username", "ada").await?;
     fill(admin, "#password", PASSWORD).await?;
-    admin.find(Locator::Css("button[type=submit]")).await?.click().await?;
+    admin
+        .find(Locator::Css("button[type=submit]"))
+        .await?
+        .click()
+        .await?;
     wait_path(admin, "/staff").await?;
     admin.goto(&format!("{base}/staff/events")).await?;
-    admin.wait().at_most(WAIT).for_element(Locator::Css("#event-form")).await?;
+    admin
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#event-form"))
+        .await?;
     fill(admin, "#ev-title", "区长在线访谈：老旧小区改造").await?;
     fill(admin, "#ev-topic", "加装电梯").await?;
     fill(admin, "#ev-guests", "王某 | 区长 | 区人民政府").await?;
@@ -59,41 +75,79 @@ async fn flow(base: &str, admin: &Client, b: &Client, c: &Client) -> anyhow::Res
             vec![],
         )
         .await?;
-    admin.find(Locator::Css("#event-save")).await?.click().await?;
+    admin
+        .find(Locator::Css("#event-save"))
+        .await?
+        .click()
+        .await?;
     let event_id = wait_for(WAIT, || async {
         let path = admin.current_url().await?.path().to_owned();
-        Ok(path.strip_prefix("/staff/events/").filter(|id| !id.is_empty()).map(str::to_owned))
+        Ok(path
+            .strip_prefix("/staff/events/")
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned))
     })
     .await
     .context("creating the event did not lead to its staff page")?;
 
     // It is announced on the home page, then goes live.
     b.goto(&format!("{base}/")).await?;
-    wait_text(b, "#upcoming", "区长在线访谈").await.context("the interview is not in the upcoming list")?;
-    admin.find(Locator::Css("#event-start")).await?.click().await?;
+    wait_text(b, "#upcoming", "区长在线访谈")
+        .await
+        .context("the interview is not in the upcoming list")?;
+    admin
+        .find(Locator::Css("#event-start"))
+        .await?
+        .click()
+        .await?;
     wait_text(admin, "#staff-event-status", "").await?;
     wait_for(WAIT, || async {
-        Ok(admin.find(Locator::Css("#event-end")).await.ok().map(|_| ()))
+        Ok(admin
+            .find(Locator::Css("#event-end"))
+            .await
+            .ok()
+            .map(|_| ()))
     })
     .await
     .context("no end button after going live")?;
     b.goto(&format!("{base}/")).await?;
-    wait_text(b, "#live-now", "区长在线访谈").await.context("the interview is not live on the home page")?;
+    wait_text(b, "#live-now", "区长在线访谈")
+        .await
+        .context("the interview is not live on the home page")?;
 
     // Two viewers join with nicknames; the admin watches the same page as moderator.
     let page = format!("{base}/events/{event_id}");
     for (client, nick) in [(b, "网友甲"), (c, "网友乙")] {
         client.goto(&page).await?;
-        client.wait().at_most(WAIT).for_element(Locator::Css("#nickname-form:not([hidden])")).await?;
+        client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#nickname-form:not([hidden])"))
+            .await?;
         fill(client, "#nickname", nick).await?;
-        client.find(Locator::Css("#nickname-form button")).await?.click().await?;
-        client.wait().at_most(WAIT).for_element(Locator::Css("#chat-form:not([hidden])")).await?;
+        client
+            .find(Locator::Css("#nickname-form button"))
+            .await?
+            .click()
+            .await?;
+        client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#chat-form:not([hidden])"))
+            .await?;
     }
     admin.goto(&page).await?;
-    admin.wait().at_most(WAIT).for_element(Locator::Css("#moderation:not([hidden])")).await.context("the admin sees no moderation panel")?;
+    admin
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#moderation:not([hidden])"))
+        .await
+        .context("the admin sees no moderation panel")?;
 
     send_chat(b, "大家好，我是甲").await?;
-    wait_text(c, "#chat-messages", "大家好，我是甲").await.context("viewer C did not get B's message")?;
+    wait_text(c, "#chat-messages", "大家好，我是甲")
+        .await
+        .context("viewer C did not get B's message")?;
     send_chat(c, "广告广告加微信").await?;
     wait_text(b, "#chat-messages", "广告广告加微信").await?;
     wait_text(admin, "#chat-messages", "广告广告加微信").await?;
@@ -103,7 +157,11 @@ async fn flow(base: &str, admin: &Client, b: &Client, c: &Client) -> anyhow::Res
         b.find(Locator::Css("#like-button")).await?.click().await?;
     }
     wait_for(WAIT, || async {
-        let n: i64 = text_of(c, "#likes-total").await?.trim().parse().unwrap_or(0);
+        let n: i64 = text_of(c, "#likes-total")
+            .await?
+            .trim()
+            .parse()
+            .unwrap_or(0);
         Ok((n >= 3).then_some(()))
     })
     .await
@@ -111,56 +169,131 @@ async fn flow(base: &str, admin: &Client, b: &Client, c: &Client) -> anyhow::Res
 
     // A question, upvoted by the other viewer.
     fill(c, "#question-input", "加装电梯的补贴什么时候发放？").await?;
-    c.find(Locator::Css("#question-form button")).await?.click().await?;
+    c.find(Locator::Css("#question-form button"))
+        .await?
+        .click()
+        .await?;
     wait_text(b, "#questions", "加装电梯的补贴").await?;
-    b.find(Locator::Css("#questions li button.mini")).await?.click().await?;
+    b.find(Locator::Css("#questions li button.mini"))
+        .await?
+        .click()
+        .await?;
     wait_for(WAIT, || async {
-        Ok(text_of(admin, "#questions .votes").await?.trim().eq("1").then_some(()))
+        Ok(text_of(admin, "#questions .votes")
+            .await?
+            .trim()
+            .eq("1")
+            .then_some(()))
     })
     .await
     .context("the upvote did not reach the moderator")?;
 
     // Moderation: delete the advert, then ban its author.
     let advert = find_message(admin, "广告广告加微信").await?;
-    advert.find(Locator::Css("button.danger")).await?.click().await?;
-    wait_gone(b, "#chat-messages", "广告广告加微信").await.context("the deleted message stayed on B's page")?;
+    advert
+        .find(Locator::Css("button.danger"))
+        .await?
+        .click()
+        .await?;
+    wait_gone(b, "#chat-messages", "广告广告加微信")
+        .await
+        .context("the deleted message stayed on B's page")?;
     let greeting = find_message(admin, "大家好，我是甲").await?;
-    ensure!(greeting.text().await?.contains("大家好"), "B's message must survive");
+    ensure!(
+        greeting.text().await?.contains("大家好"),
+        "B's message must survive"
+    );
     send_chat(c, "再发一条").await?;
     wait_text(b, "#chat-messages", "再发一条").await?;
     let second = find_message(admin, "再发一条").await?;
-    second.find_all(Locator::Css("button.danger")).await?.get(1).context("no ban button")?.click().await?;
+    second
+        .find_all(Locator::Css("button.danger"))
+        .await?
+        .get(1)
+        .context("no ban button")?
+        .click()
+        .await?;
     admin.accept_alert().await.context("no ban confirmation")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     send_chat(c, "被禁言后还能说话吗").await?;
-    let error = c.wait().at_most(WAIT).for_element(Locator::Css("#chat-error:not([hidden])")).await.context("the banned viewer saw no error")?;
+    let error = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#chat-error:not([hidden])"))
+        .await
+        .context("the banned viewer saw no error")?;
     ensure!(!error.text().await?.trim().is_empty(), "empty ban error");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    ensure!(!text_of(b, "#chat-messages").await?.contains("被禁言后"), "a banned viewer's message was delivered");
+    ensure!(
+        !text_of(b, "#chat-messages").await?.contains("被禁言后"),
+        "a banned viewer's message was delivered"
+    );
 
     // The question is answered in writing.
-    admin.find(Locator::Css("#questions li")).await?.find_all(Locator::Css("button.mini")).await?.get(1).context("no answer button")?.click().await?;
+    admin
+        .find(Locator::Css("#questions li"))
+        .await?
+        .find_all(Locator::Css("button.mini"))
+        .await?
+        .get(1)
+        .context("no answer button")?
+        .click()
+        .await?;
     admin.send_alert_text("年底前发放到位。").await?;
     admin.accept_alert().await?;
-    wait_text(b, "#answered", "年底前发放到位").await.context("the answer did not reach viewer B")?;
+    wait_text(b, "#answered", "年底前发放到位")
+        .await
+        .context("the answer did not reach viewer B")?;
 
     // End the event; the page keeps the text record and the viewer chart.
-    admin.goto(&format!("{base}/staff/events/{event_id}")).await?;
-    admin.wait().at_most(WAIT).for_element(Locator::Css("#event-end")).await?.click().await?;
-    wait_for(WAIT, || async { Ok(admin.find(Locator::Css("#event-start")).await.err().map(|_| ())) }).await?;
+    admin
+        .goto(&format!("{base}/staff/events/{event_id}"))
+        .await?;
+    admin
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#event-end"))
+        .await?
+        .click()
+        .await?;
+    wait_for(WAIT, || async {
+        Ok(admin
+            .find(Locator::Css("#event-start"))
+            .await
+            .err()
+            .map(|_| ()))
+    })
+    .await?;
     b.goto(&page).await?;
-    wait_text(b, "#record-answered", "年底前发放到位").await.context("the record lacks the answer")?;
+    wait_text(b, "#record-answered", "年底前发放到位")
+        .await
+        .context("the record lacks the answer")?;
     wait_text(b, "#record-answered", "加装电梯的补贴").await?;
-    wait_text(b, "#record-chat", "大家好，我是甲").await.context("the record lacks the chat")?;
-    ensure!(!text_of(b, "#record-chat").await?.contains("广告广告加微信"), "a deleted message is in the record");
-    b.find(Locator::Css("#viewer-chart svg polyline")).await.context("no viewer chart")?;
+    wait_text(b, "#record-chat", "大家好，我是甲")
+        .await
+        .context("the record lacks the chat")?;
+    ensure!(
+        !text_of(b, "#record-chat").await?.contains("广告广告加微信"),
+        "a deleted message is in the record"
+    );
+    b.find(Locator::Css("#viewer-chart svg polyline"))
+        .await
+        .context("no viewer chart")?;
     let peak: i64 = text_of(b, "#chart-peak").await?.trim().parse().unwrap_or(0);
-    ensure!(peak >= 2, "peak viewers {peak}, expected at least the two viewers");
+    ensure!(
+        peak >= 2,
+        "peak viewers {peak}, expected at least the two viewers"
+    );
     Ok(())
 }
 
 async fn fill(client: &Client, css: &str, text: &str) -> anyhow::Result<()> {
-    let el = client.wait().at_most(WAIT).for_element(Locator::Css(css)).await.with_context(|| format!("no {css}"))?;
+    let el = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .with_context(|| format!("no {css}"))?;
     el.clear().await.ok();
     el.send_keys(text).await?;
     Ok(())
@@ -168,13 +301,20 @@ async fn fill(client: &Client, css: &str, text: &str) -> anyhow::Result<()> {
 
 async fn send_chat(client: &Client, text: &str) -> anyhow::Result<()> {
     fill(client, "#chat-input", text).await?;
-    client.find(Locator::Css("#chat-form button[type=submit]")).await?.click().await?;
+    client
+        .find(Locator::Css("#chat-form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
     Ok(())
 }
 
 async fn text_of(client: &Client, css: &str) -> anyhow::Result<String> {
     let v = client
-        .execute("const e = document.querySelector(arguments[0]); return e ? e.textContent : '';", vec![json!(css)])
+        .execute(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+            vec![json!(css)],
+        )
         .await?;
     Ok(v.as_str().unwrap_or_default().to_owned())
 }
@@ -189,10 +329,16 @@ async fn wait_text(client: &Client, css: &str, needle: &str) -> anyhow::Result<(
 }
 
 async fn wait_gone(client: &Client, css: &str, needle: &str) -> anyhow::Result<()> {
-    wait_for(WAIT, || async { Ok((!text_of(client, css).await?.contains(needle)).then_some(())) }).await
+    wait_for(WAIT, || async {
+        Ok((!text_of(client, css).await?.contains(needle)).then_some(()))
+    })
+    .await
 }
 
-async fn find_message(client: &Client, text: &str) -> anyhow::Result<fantoccini::elements::Element> {
+async fn find_message(
+    client: &Client,
+    text: &str,
+) -> anyhow::Result<fantoccini::elements::Element> {
     for li in client.find_all(Locator::Css("#chat-messages li")).await? {
         if li.text().await?.contains(text) {
             return Ok(li);
@@ -202,7 +348,10 @@ async fn find_message(client: &Client, text: &str) -> anyhow::Result<fantoccini:
 }
 
 async fn wait_path(client: &Client, path: &str) -> anyhow::Result<()> {
-    wait_for(WAIT, || async { Ok((client.current_url().await?.path() == path).then_some(())) }).await
+    wait_for(WAIT, || async {
+        Ok((client.current_url().await?.path() == path).then_some(()))
+    })
+    .await
 }
 
 async fn wait_for<T, F, Fut>(limit: Duration, mut probe: F) -> anyhow::Result<T>

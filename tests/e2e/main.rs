@@ -10,5 +10,6 @@ mod support;
 
 mod browser_login;
 mod draw_cli;
+mod event_browser;
 mod foundation;
 mod hub;

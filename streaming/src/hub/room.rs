@@ -987,7 +987,16 @@ impl Room {
                 answer,
                 by,
             },
-            Intent::Status { status } => Op::StatusChanged { status },
+            Intent::Status { status } => {
+                // Going live and ending are the chart's end points: sample them now
+                // rather than at the next minute boundary, so even a short event has a
+                // curve.
+                self.effects.push(Effect::SampleViewers(ViewerSample {
+                    at: now,
+                    counts: self.state.viewers,
+                }));
+                Op::StatusChanged { status }
+            }
             Intent::Edit { event } => Op::EventEdited { event },
         };
         self.append(now, origin, op);

@@ -442,6 +442,59 @@ pub async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Res
 }
 
 /// The live counters and, for ended events, the text record and viewer chart.
-async fn record_ctx(_state: &AppState, _event: &Event) -> Result<minijinja::Value, ApiError> {
-    Ok(context! { likes => 0, viewers_current => 0 })
+async fn record_ctx(state: &AppState, event: &Event) -> Result<minijinja::Value, ApiError> {
+    let record = state.store.event_record(&event.id).await?;
+    let samples = state.store.viewer_samples(&event.id).await?;
+    let likes = record.likes;
+    let current = samples.last().map(|s| s.current).unwrap_or(0);
+    if event.status != EventStatus::Ended {
+        return Ok(context! { likes, viewers_current => current });
+    }
+    let chart = viewer_chart(&samples);
+    Ok(context! {
+        likes,
+        viewers_current => 0,
+        record => minijinja::Value::from_serialize(&record),
+        chart,
+    })
+}
+
+/// An SVG polyline of concurrent viewers per minute, scaled to the peak.
+fn viewer_chart(samples: &[crate::store::ViewerSample]) -> Option<minijinja::Value> {
+    const WIDTH: i64 = 600;
+    const HEIGHT: i64 = 160;
+    let first = samples.first()?;
+    let peak = samples
+        .iter()
+        .map(|s| s.peak.max(s.current))
+        .max()
+        .unwrap_or(0);
+    let cumulative = samples.iter().map(|s| s.cumulative).max().unwrap_or(0);
+    let top = peak.max(1);
+    let span = samples
+        .last()
+        .map(|s| s.minute_ms - first.minute_ms)
+        .unwrap_or(0)
+        .max(1);
+    let points: Vec<String> = if samples.len() == 1 {
+        let y = HEIGHT - first.current * HEIGHT / top;
+        vec![format!("0,{y}"), format!("{WIDTH},{y}")]
+    } else {
+        samples
+            .iter()
+            .map(|s| {
+                let x = (s.minute_ms - first.minute_ms) * WIDTH / span;
+                let y = HEIGHT - s.current * HEIGHT / top;
+                format!("{x},{y}")
+            })
+            .collect()
+    };
+    Some(context! {
+        width => WIDTH,
+        height => HEIGHT,
+        points => points.join(" "),
+        peak,
+        cumulative,
+        minutes => samples.len(),
+    })
 }

@@ -17,7 +17,7 @@ const ATTEMPTS: u32 = 3;
 
 #[derive(Debug)]
 pub enum Job {
-    Entry(Entry),
+    Entry(Box<Entry>),
     Sample(ViewerSample),
 }
 
@@ -35,7 +35,7 @@ async fn run(store: Store, event: EventId, mut rx: mpsc::UnboundedReceiver<Job>)
         let mut entries = Vec::new();
         for job in jobs.drain(..) {
             match job {
-                Job::Entry(entry) => entries.push(entry),
+                Job::Entry(entry) => entries.push(*entry),
                 Job::Sample(sample) => {
                     write_entries(&store, &event, &mut entries).await;
                     retry("viewer sample", || {

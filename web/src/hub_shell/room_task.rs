@@ -280,7 +280,7 @@ impl Shell {
                     self.staff.remove(&conn);
                 }
                 Effect::Persist(entry) => {
-                    let _ = self.persist.send(Job::Entry(entry));
+                    let _ = self.persist.send(Job::Entry(Box::new(entry)));
                 }
                 Effect::SampleViewers(sample) => {
                     let _ = self.persist.send(Job::Sample(sample));

@@ -179,6 +179,23 @@ async fn sigterm_shuts_down_gracefully() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// Scripts (and this harness) send SIGTERM as soon as they have seen the ready
+/// line, so by then the signal must already be handled.
+#[tokio::test]
+async fn sigterm_right_after_the_ready_line_is_graceful() {
+    for attempt in 1..=5 {
+        let mut app = TestApp::spawn().await;
+        let status = app
+            .terminate(Duration::from_secs(10))
+            .expect("gongkai did not exit within 10 s of SIGTERM");
+        assert!(
+            status.success(),
+            "attempt {attempt}: SIGTERM right after `gongkai listening on` ended the process \
+             with {status}: the signal handler must be installed before the line is printed"
+        );
+    }
+}
+
 #[tokio::test]
 async fn logs_are_json_on_stderr_without_secrets() {
     let mut app = TestApp::spawn_with(AppOptions::default().arg("--log-format").arg("json")).await;

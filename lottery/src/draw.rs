@@ -7,11 +7,11 @@ use crate::announcement::{Announcement, SpecTag, WitnessSecret};
 use crate::check::{Check, CheckFailure};
 use crate::hash::Digest;
 use crate::ids::{AppCode, Group};
-use crate::leaf::{Leaf, leaf_hashes};
+use crate::leaf::{Leaf, leaves_json};
 use crate::merkle::tree_hash;
 use crate::seed::{lottery_order, seed};
 use crate::signature::{Role, Signature, Signed};
-use crate::transcript::{Placement, Transcript};
+use crate::transcript::{CanonicalTranscript, Placement, Transcript};
 
 /// What the organiser brings to the draw.
 #[derive(Debug, Clone)]
@@ -30,7 +30,16 @@ pub struct DrawInputs {
 /// does not concern the transcript's own signatures), then computes the seed, the lottery,
 /// the allocation and the waitlists.
 pub fn run(inputs: DrawInputs) -> Result<Transcript, CheckFailure> {
-    run_observed(inputs, &mut |_| {})
+    run_observed(inputs, &mut |_| {}).map(|drawn| drawn.transcript)
+}
+
+/// A transcript together with its canonical JSON and hash, computed in the same pass.
+#[derive(Debug, Clone)]
+pub struct Drawn {
+    pub transcript: Transcript,
+    pub canonical: CanonicalTranscript,
+    /// `transcript_hash`, what the organiser signs.
+    pub hash: Digest,
 }
 
 /// A step of a draw or a verification, reported to an observer as it completes (the CLI
@@ -43,6 +52,8 @@ pub enum Phase {
     LotteryDrawn,
     /// Admitted lists and waitlists.
     Allocated,
+    /// (draw) The transcript's canonical JSON and hash.
+    Serialized,
     /// (verify) The recomputed results match the transcript.
     ResultsCompared,
     /// (verify) Transcript hashed, every signature checked.
@@ -53,17 +64,20 @@ pub enum Phase {
 pub fn run_observed(
     inputs: DrawInputs,
     observe: &mut dyn FnMut(Phase),
-) -> Result<Transcript, CheckFailure> {
+) -> Result<Drawn, CheckFailure> {
+    // One serialisation of the leaves serves the Merkle root check and the transcript.
+    let leaves_json = leaves_json(&inputs.leaves);
     let prepared = prepare(
         &inputs.announcement,
         &inputs.announcement_signatures,
         &inputs.leaves,
+        &leaves_json.hashes,
         &inputs.reveals,
         inputs.beacon_text.as_deref(),
     )?;
     observe(Phase::InputsChecked);
-    let outcome = outcome(&inputs.announcement, &inputs.leaves, &prepared, observe);
-    Ok(Transcript {
+    let outcome = outcome(&inputs.announcement, &prepared, observe);
+    let transcript = Transcript {
         spec: SpecTag,
         announcement: inputs.announcement,
         announcement_signatures: inputs.announcement_signatures,
@@ -74,6 +88,14 @@ pub fn run_observed(
         lottery: outcome.lottery,
         admitted: outcome.admitted,
         waitlists: outcome.waitlists,
+    };
+    let canonical = transcript.canonical_with_leaves(leaves_json.json);
+    let hash = canonical.hash();
+    observe(Phase::Serialized);
+    Ok(Drawn {
+        transcript,
+        canonical,
+        hash,
     })
 }
 
@@ -90,6 +112,7 @@ pub(crate) struct UnitEntry {
 /// The inputs after every check that does not need the result.
 pub(crate) struct Prepared {
     pub units: Vec<UnitEntry>,
+    pub picks: LeafPicks,
     pub seed: Digest,
 }
 
@@ -103,6 +126,7 @@ pub(crate) fn prepare(
     announcement: &Announcement,
     announcement_signatures: &[Signature],
     leaves: &[Leaf],
+    leaf_hashes: &[Digest],
     reveals: &[WitnessSecret],
     beacon_text: Option<&str>,
 ) -> Result<Prepared, CheckFailure> {
@@ -110,9 +134,9 @@ pub(crate) fn prepare(
         .check_kindergartens()
         .map_err(|detail| CheckFailure::new(Check::Announcement, detail))?;
     check_announcement_signatures(announcement, announcement_signatures)?;
-    check_leaf_kindergartens(announcement, leaves)?;
+    let picks = leaf_picks(announcement, leaves)?;
     let units = prepare_leaves(leaves)?;
-    check_tree_head(announcement, leaves)?;
+    check_tree_head(announcement, leaf_hashes)?;
     check_reveals(announcement, reveals)?;
     match (&announcement.beacon, beacon_text) {
         (Some(_), None) => {
@@ -130,7 +154,7 @@ pub(crate) fn prepare(
         _ => {}
     }
     let seed = seed(&announcement.hash(), beacon_text, reveals);
-    Ok(Prepared { units, seed })
+    Ok(Prepared { units, picks, seed })
 }
 
 /// Checks that leaves are ordered by `app` with no code twice, then forms the units.
@@ -151,13 +175,18 @@ pub(crate) fn prepare_leaves(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFai
     units(leaves)
 }
 
-fn check_leaf_kindergartens(
-    announcement: &Announcement,
-    leaves: &[Leaf],
-) -> Result<(), CheckFailure> {
+/// Checks that every choice names an announced kindergarten, and returns each leaf's
+/// choices as kindergarten indices (flat, `MAX_CHOICES` slots per leaf would waste memory,
+/// so leaf `i`'s picks are `picks[starts[i]..starts[i + 1]]`).
+fn leaf_picks(announcement: &Announcement, leaves: &[Leaf]) -> Result<LeafPicks, CheckFailure> {
+    let mut picks = LeafPicks {
+        starts: Vec::with_capacity(leaves.len() + 1),
+        picks: Vec::with_capacity(leaves.len() * 3),
+    };
+    picks.starts.push(0);
     for (i, leaf) in leaves.iter().enumerate() {
         for choice in leaf.choices.as_slice() {
-            if announcement.kindergarten_index(&choice.kg).is_none() {
+            let Some(kg) = announcement.kindergarten_index(&choice.kg) else {
                 return Err(CheckFailure::new(
                     Check::Leaves,
                     format!(
@@ -165,10 +194,28 @@ fn check_leaf_kindergartens(
                         leaf.app, choice.kg
                     ),
                 ));
-            }
+            };
+            picks.picks.push(Pick {
+                kg: kg as u32,
+                class: choice.class,
+            });
         }
+        picks.starts.push(picks.picks.len() as u32);
     }
-    Ok(())
+    Ok(picks)
+}
+
+/// Every leaf's choices as kindergarten indices.
+pub(crate) struct LeafPicks {
+    starts: Vec<u32>,
+    picks: Vec<Pick>,
+}
+
+impl LeafPicks {
+    fn of(&self, leaf: u32) -> &[Pick] {
+        let i = leaf as usize;
+        &self.picks[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
 }
 
 /// Forms the units, ordered by id, checking that every group has at least two members with
@@ -225,19 +272,22 @@ fn units(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
     Ok(units)
 }
 
-fn check_tree_head(announcement: &Announcement, leaves: &[Leaf]) -> Result<(), CheckFailure> {
+fn check_tree_head(
+    announcement: &Announcement,
+    leaf_hashes: &[Digest],
+) -> Result<(), CheckFailure> {
     let head = &announcement.applications;
-    if head.tree_size != leaves.len() as u64 {
+    if head.tree_size != leaf_hashes.len() as u64 {
         return Err(CheckFailure::new(
             Check::TreeHead,
             format!(
                 "the announcement commits to {} applications, the transcript has {}",
                 head.tree_size,
-                leaves.len()
+                leaf_hashes.len()
             ),
         ));
     }
-    let root = tree_hash(&leaf_hashes(leaves));
+    let root = tree_hash(leaf_hashes);
     if root != head.root {
         return Err(CheckFailure::new(
             Check::TreeHead,
@@ -318,7 +368,6 @@ pub(crate) struct Outcome {
 /// Lottery, allocation and waitlists from checked inputs.
 pub(crate) fn outcome(
     announcement: &Announcement,
-    leaves: &[Leaf],
     prepared: &Prepared,
     observe: &mut dyn FnMut(Phase),
 ) -> Outcome {
@@ -329,17 +378,7 @@ pub(crate) fn outcome(
         .collect();
     let mut table = Units::with_capacity(by_lottery.len(), by_lottery.len() * 3);
     for unit in &by_lottery {
-        let choices = leaves[unit.leaf as usize].choices.as_slice();
-        table.push(
-            unit.size,
-            choices.iter().map(|choice| Pick {
-                // Invariant: check_leaf_kindergartens has confirmed that every chosen code is announced.
-                kg: announcement
-                    .kindergarten_index(&choice.kg)
-                    .unwrap_or(usize::MAX) as u32,
-                class: choice.class,
-            }),
-        );
+        table.push(unit.size, prepared.picks.of(unit.leaf).iter().copied());
     }
     observe(Phase::LotteryDrawn);
     let seats: Vec<u64> = announcement

@@ -25,6 +25,18 @@ pub enum IdError {
 pub const APP_CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const APP_CODE_LEN: usize = 10;
 
+/// Membership in [`APP_CODE_ALPHABET`] by byte value: parsing millions of codes in a large
+/// transcript must not scan the alphabet for every character.
+const IN_APP_CODE_ALPHABET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < APP_CODE_ALPHABET.len() {
+        table[APP_CODE_ALPHABET[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// An application code: public, pseudonymous, 10 symbols of [`APP_CODE_ALPHABET`].
 /// Ordered bytewise, as the spec orders leaves and units.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,7 +45,7 @@ pub struct AppCode([u8; APP_CODE_LEN]);
 impl AppCode {
     pub fn parse(text: &str) -> Result<AppCode, IdError> {
         let bytes: [u8; APP_CODE_LEN] = text.as_bytes().try_into().map_err(|_| IdError::AppCode)?;
-        if bytes.iter().all(|b| APP_CODE_ALPHABET.contains(b)) {
+        if bytes.iter().all(|&b| IN_APP_CODE_ALPHABET[usize::from(b)]) {
             Ok(AppCode(bytes))
         } else {
             Err(IdError::AppCode)
@@ -49,6 +61,11 @@ impl AppCode {
             bits >>= 5;
         }
         AppCode(bytes)
+    }
+
+    /// The code's ASCII bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     pub fn as_str(&self) -> &str {
@@ -93,6 +110,11 @@ impl KindergartenCode {
         })
     }
 
+    /// The code's ASCII bytes (comparisons use these: no UTF-8 check in hot loops).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
     pub fn as_str(&self) -> &str {
         // Invariant: `parse` admits only ASCII bytes.
         std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
@@ -101,7 +123,7 @@ impl KindergartenCode {
 
 impl PartialEq for KindergartenCode {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 impl Eq for KindergartenCode {}
@@ -113,12 +135,12 @@ impl PartialOrd for KindergartenCode {
 impl Ord for KindergartenCode {
     /// Bytewise, as the spec orders kindergartens.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_str().as_bytes().cmp(other.as_str().as_bytes())
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 impl std::hash::Hash for KindergartenCode {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
+        self.as_bytes().hash(state)
     }
 }
 

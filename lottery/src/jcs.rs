@@ -436,14 +436,26 @@ macro_rules! canonical_as_str {
     )*};
 }
 canonical_as_str!(
-    crate::ids::AppCode,
-    crate::ids::KindergartenCode,
     crate::ids::DrawId,
     crate::ids::Group,
     crate::ids::DrawTime,
     crate::child::ChildId,
     crate::child::ChildName
 );
+
+/// Codes whose alphabet needs no escaping are copied as they are.
+macro_rules! canonical_ascii_code {
+    ($($ty:ty),*) => {$(
+        impl WriteCanonical for $ty {
+            fn write_canonical(&self, out: &mut Vec<u8>) {
+                out.push(b'"');
+                out.extend_from_slice(self.as_bytes());
+                out.push(b'"');
+            }
+        }
+    )*};
+}
+canonical_ascii_code!(crate::ids::AppCode, crate::ids::KindergartenCode);
 
 impl WriteCanonical for crate::hash::Digest {
     fn write_canonical(&self, out: &mut Vec<u8>) {

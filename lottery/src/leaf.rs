@@ -70,6 +70,30 @@ impl WriteCanonical for Leaf {
     }
 }
 
+/// The canonical JSON array of the leaves and every leaf's hash, computed from its bytes
+/// in that array: one serialisation serves both the Merkle tree and the transcript.
+#[derive(Debug, Clone)]
+pub struct LeavesJson {
+    pub json: Vec<u8>,
+    pub hashes: Vec<Digest>,
+}
+
+pub fn leaves_json(leaves: &[Leaf]) -> LeavesJson {
+    let mut json = Vec::with_capacity(2 + leaves.len() * 230);
+    let mut hashes = Vec::with_capacity(leaves.len());
+    json.push(b'[');
+    for (i, leaf) in leaves.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        let start = json.len();
+        leaf.write_canonical(&mut json);
+        hashes.push(Digest::of(&[&[0x00], &json[start..]]));
+    }
+    json.push(b']');
+    LeavesJson { json, hashes }
+}
+
 /// The leaf hashes of `leaves`, in order.
 pub fn leaf_hashes(leaves: &[Leaf]) -> Vec<Digest> {
     let mut buffer = Vec::with_capacity(256);

@@ -291,18 +291,22 @@ pub fn demo_draw<R: CryptoRng + RngCore>(
         announcement: announcement.clone(),
         signatures: vec![announcement_signature.clone()],
     };
-    let transcript = crate::draw::run(DrawInputs {
-        announcement,
-        announcement_signatures: vec![announcement_signature],
-        leaves: committed.leaves,
-        reveals: secrets,
-        beacon_text: options.beacon_text.clone(),
-    })?;
+    let drawn = crate::draw::run_observed(
+        DrawInputs {
+            announcement,
+            announcement_signatures: vec![announcement_signature],
+            leaves: committed.leaves,
+            reveals: secrets,
+            beacon_text: options.beacon_text.clone(),
+        },
+        &mut |_| {},
+    )?;
+    let transcript = drawn.transcript;
     let signature = Signature::sign(
         organiser.signing_key(),
         Role::Organiser,
         Signed::Transcript,
-        &transcript.hash(),
+        &drawn.hash,
     );
     Ok(DemoDraw {
         private: PrivateFile::new(options.draw_id.clone(), applications),

@@ -1,5 +1,7 @@
 //! The transcript (spec section 7) and the published files around it.
 
+use std::cell::Cell;
+
 use serde::{Deserialize, Serialize};
 
 use crate::announcement::{Announcement, SpecTag, WitnessSecret};
@@ -56,6 +58,78 @@ impl Transcript {
     pub fn hash(&self) -> Digest {
         Digest::of(&[&self.canonical_json()])
     }
+
+    /// `JCS(transcript)` in three parts around the already serialised leaves array (from
+    /// [`crate::leaf::leaves_json`]), so that the largest part is written once and never
+    /// copied.
+    pub fn canonical_with_leaves(&self, leaves_json: Vec<u8>) -> CanonicalTranscript {
+        let splice_at = Cell::new(0);
+        let mut bytes = Vec::with_capacity(4096 + self.listed_units() * 13);
+        self.write_fields(&mut bytes, &Splice(&splice_at));
+        let tail = bytes.split_off(splice_at.get());
+        CanonicalTranscript {
+            head: bytes,
+            leaves: leaves_json,
+            tail,
+        }
+    }
+
+    fn listed_units(&self) -> usize {
+        let placed: usize = self
+            .admitted
+            .iter()
+            .chain(&self.waitlists)
+            .map(|p| p.units.len())
+            .sum();
+        placed + self.lottery.len()
+    }
+
+    fn write_fields(&self, out: &mut Vec<u8>, leaves: &dyn WriteCanonical) {
+        ObjectWriter::new(out)
+            .field("admitted", &self.admitted)
+            .field("announcement", &self.announcement)
+            .field("announcement_signatures", &self.announcement_signatures)
+            .field("beacon_text", &self.beacon_text)
+            .field("leaves", leaves)
+            .field("lottery", &self.lottery)
+            .field("reveals", &self.reveals)
+            .field("seed", &self.seed)
+            .field("spec", &SpecTag)
+            .field("waitlists", &self.waitlists)
+            .finish();
+    }
+}
+
+/// `JCS(transcript)` as head, leaves array and tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalTranscript {
+    pub head: Vec<u8>,
+    pub leaves: Vec<u8>,
+    pub tail: Vec<u8>,
+}
+
+impl CanonicalTranscript {
+    /// `transcript_hash`.
+    pub fn hash(&self) -> Digest {
+        Digest::of(&self.parts())
+    }
+
+    pub fn parts(&self) -> [&[u8]; 3] {
+        [&self.head, &self.leaves, &self.tail]
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts().concat()
+    }
+}
+
+/// Writes nothing, but remembers where it was asked to write.
+struct Splice<'a>(&'a Cell<usize>);
+
+impl WriteCanonical for Splice<'_> {
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        self.0.set(out.len());
+    }
 }
 
 /// The published file: the transcript and the signatures over its hash.
@@ -76,13 +150,18 @@ impl SignedTranscript {
 /// Assembles the published file from an already serialised transcript, so that a large
 /// transcript is serialised once for both its hash and its file.
 pub fn signed_transcript_json(transcript_json: &[u8], signatures: &[Signature]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(transcript_json.len() + 256 * (signatures.len() + 1));
-    out.extend_from_slice(b"{\"signatures\":");
-    signatures.write_canonical(&mut out);
-    out.extend_from_slice(b",\"transcript\":");
-    out.extend_from_slice(transcript_json);
-    out.push(b'}');
-    out
+    let (head, tail) = signed_transcript_frame(signatures);
+    [head.as_slice(), transcript_json, tail].concat()
+}
+
+/// The bytes that go before and after `JCS(transcript)` in the published file, for writers
+/// that stream a large transcript out without copying it.
+pub fn signed_transcript_frame(signatures: &[Signature]) -> (Vec<u8>, &'static [u8]) {
+    let mut head = Vec::with_capacity(64 + 256 * signatures.len());
+    head.extend_from_slice(b"{\"signatures\":");
+    signatures.write_canonical(&mut head);
+    head.extend_from_slice(b",\"transcript\":");
+    (head, b"}")
 }
 
 /// The published announcement, signed before the draw. The spec fixes the announcement
@@ -114,18 +193,7 @@ impl WriteCanonical for Placement {
 
 impl WriteCanonical for Transcript {
     fn write_canonical(&self, out: &mut Vec<u8>) {
-        ObjectWriter::new(out)
-            .field("admitted", &self.admitted)
-            .field("announcement", &self.announcement)
-            .field("announcement_signatures", &self.announcement_signatures)
-            .field("beacon_text", &self.beacon_text)
-            .field("leaves", &self.leaves)
-            .field("lottery", &self.lottery)
-            .field("reveals", &self.reveals)
-            .field("seed", &self.seed)
-            .field("spec", &SpecTag)
-            .field("waitlists", &self.waitlists)
-            .finish();
+        self.write_fields(out, &self.leaves);
     }
 }
 

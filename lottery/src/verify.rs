@@ -5,6 +5,7 @@ use crate::announcement::{Mechanism, Multiples};
 use crate::check::{Check, CheckFailure};
 use crate::draw::{Phase, outcome, prepare};
 use crate::hash::Digest;
+use crate::leaf::{LeavesJson, leaves_json};
 use crate::signature::{Role, Signed};
 use crate::transcript::{Placement, SignedTranscript};
 
@@ -38,9 +39,18 @@ pub struct Summary {
 /// Parses a signed transcript file. A parse failure inside the leaves or the announcement is
 /// reported as that check; anything else as [`Check::Format`].
 pub fn parse(bytes: &[u8]) -> Result<SignedTranscript, CheckFailure> {
+    // The fast path: serde_path_to_error records every key it passes, which costs several
+    // times the parse itself on a million leaves. It is only run to explain a failure.
+    serde_json::from_slice(bytes).map_err(|_| explain_parse_failure(bytes))
+}
+
+/// Re-parses a file that failed, to say where. A parse failure inside the leaves or the
+/// announcement is reported as that check; anything else as [`Check::Format`].
+fn explain_parse_failure(bytes: &[u8]) -> CheckFailure {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let signed: SignedTranscript =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let result: Result<SignedTranscript, _> = serde_path_to_error::deserialize(&mut deserializer);
+    match result {
+        Err(error) => {
             let path = error.path().to_string();
             let check = if path.starts_with("transcript.leaves") {
                 Check::Leaves
@@ -50,11 +60,12 @@ pub fn parse(bytes: &[u8]) -> Result<SignedTranscript, CheckFailure> {
                 Check::Format
             };
             CheckFailure::new(check, format!("at {path}: {}", error.inner()))
-        })?;
-    deserializer
-        .end()
-        .map_err(|e| CheckFailure::new(Check::Format, format!("trailing data: {e}")))?;
-    Ok(signed)
+        }
+        Ok(_) => match deserializer.end() {
+            Err(error) => CheckFailure::new(Check::Format, format!("trailing data: {error}")),
+            Ok(()) => CheckFailure::new(Check::Format, "not a signed transcript"),
+        },
+    }
 }
 
 /// Parses and verifies a signed transcript file.
@@ -75,10 +86,15 @@ pub fn verify_observed(
 ) -> Result<Summary, CheckFailure> {
     let transcript = &signed.transcript;
     let announcement = &transcript.announcement;
+    // The transcript is serialised once, up front: the leaves' part gives the leaf hashes
+    // for the Merkle check, the whole gives the transcript hash for the signatures.
+    let LeavesJson { json, hashes } = leaves_json(&transcript.leaves);
+    let canonical = transcript.canonical_with_leaves(json);
     let prepared = prepare(
         announcement,
         &transcript.announcement_signatures,
         &transcript.leaves,
+        &hashes,
         &transcript.reveals,
         transcript.beacon_text.as_deref(),
     )?;
@@ -92,7 +108,7 @@ pub fn verify_observed(
         ));
     }
     observe(Phase::InputsChecked);
-    let expected = outcome(announcement, &transcript.leaves, &prepared, observe);
+    let expected = outcome(announcement, &prepared, observe);
     if let Some(position) = first_difference(&expected.lottery, &transcript.lottery) {
         return Err(CheckFailure::new(
             Check::Lottery,
@@ -109,7 +125,7 @@ pub fn verify_observed(
             "the transcript has no organiser signature",
         ));
     }
-    let transcript_hash = transcript.hash();
+    let transcript_hash = canonical.hash();
     for signature in &signed.signatures {
         signature
             .verify(Signed::Transcript, &transcript_hash)

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use lottery::signature::{Role, Signature, Signed};
-use lottery::transcript::signed_transcript_json;
+use lottery::transcript::signed_transcript_frame;
 use lottery::{KeyFile, TrustedKeys};
 
 use super::verify::{PhaseClock, report_failure, verify_file};
@@ -51,10 +51,8 @@ pub(crate) fn run(
         &summary.transcript_hash,
     ));
     let transcript_json = signed.transcript.canonical_json();
-    files::write_replace(
-        target,
-        &signed_transcript_json(&transcript_json, &signed.signatures),
-    )?;
+    let (head, tail) = signed_transcript_frame(&signed.signatures);
+    files::write_replace_parts(target, &[&head, &transcript_json, tail])?;
     println!("valid");
     println!("transcript hash:  {}", summary.transcript_hash);
     println!("countersigned by notary {}", hex::encode(public_key));

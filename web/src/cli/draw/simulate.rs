@@ -105,26 +105,25 @@ fn simulate<R: CryptoRng + RngCore>(options: &Options, rng: &mut R) -> Result<()
         reveals: secrets,
         beacon_text: options.beacon.clone(),
     };
-    let transcript = run_observed(inputs, &mut |phase| match phase {
+    let drawn = run_observed(inputs, &mut |phase| match phase {
         Phase::InputsChecked => timer.lap(
-            "draw: check inputs (Merkle root again, reveals, seed)",
+            "draw: check inputs (leaves JSON, Merkle root, reveals, seed)",
             true,
         ),
         Phase::LotteryDrawn => timer.lap("draw: lottery", true),
         Phase::Allocated => timer.lap("draw: allocation and waitlists", true),
+        Phase::Serialized => timer.lap("draw: canonical JSON + transcript hash", true),
         Phase::ResultsCompared | Phase::SignaturesChecked => {}
     })
     .map_err(|e| Failure::Invalid(e.to_string()))?;
-    let transcript_json = transcript.canonical_json();
-    let transcript_hash = lottery::Digest::of(&[&transcript_json]);
     let signature = Signature::sign(
         organiser.signing_key(),
         Role::Organiser,
         Signed::Transcript,
-        &transcript_hash,
+        &drawn.hash,
     );
     let (head, tail) = signed_transcript_frame(&[signature]);
-    timer.lap("draw: canonical JSON + hash + signature", true);
+    timer.lap("draw: signature", true);
     let draw_ms = timer.draw_ms();
 
     let out = &options.out;
@@ -141,15 +140,20 @@ fn simulate<R: CryptoRng + RngCore>(options: &Options, rng: &mut R) -> Result<()
         &out.join("announcement.json"),
         &signed_announcement.to_canonical_vec(),
     )?;
-    files::write_replace_parts(&out.join("signed.json"), &[&head, &transcript_json, tail])?;
+    let [transcript_head, leaves, transcript_tail] = drawn.canonical.parts();
+    files::write_replace_parts(
+        &out.join("signed.json"),
+        &[&head, transcript_head, leaves, transcript_tail, tail],
+    )?;
     timer.lap("write files", false);
 
     println!(
         "simulated draw: {} applications, {} units, {} kindergartens, {} seats",
-        transcript.leaves.len(),
-        transcript.lottery.len(),
-        transcript.announcement.kindergartens.len(),
-        transcript
+        drawn.transcript.leaves.len(),
+        drawn.transcript.lottery.len(),
+        drawn.transcript.announcement.kindergartens.len(),
+        drawn
+            .transcript
             .announcement
             .kindergartens
             .iter()
@@ -161,7 +165,7 @@ fn simulate<R: CryptoRng + RngCore>(options: &Options, rng: &mut R) -> Result<()
         "  {:<56} {:>9.1} ms",
         "announcement -> signed transcript (total)", draw_ms
     );
-    println!("transcript hash:  {transcript_hash}");
+    println!("transcript hash:  {}", drawn.hash);
     println!("organiser key:    {}", organiser.public_key_hex());
     println!(
         "wrote {}/{{signed.json,announcement.json,private.json,organiser.key}}",

@@ -103,11 +103,12 @@ fn print_summary(summary: &Summary, private_checked: bool) {
 
 fn phase_name(phase: Phase) -> &'static str {
     match phase {
-        Phase::InputsChecked => "check inputs (leaves, Merkle root, reveals, seed)",
+        Phase::InputsChecked => "canonical JSON, check inputs (Merkle root, reveals, seed)",
         Phase::LotteryDrawn => "lottery",
         Phase::Allocated => "allocation and waitlists",
+        Phase::Serialized => "canonical JSON",
         Phase::ResultsCompared => "compare results",
-        Phase::SignaturesChecked => "canonical JSON hash and signatures",
+        Phase::SignaturesChecked => "transcript hash and signatures",
     }
 }
 

@@ -47,6 +47,87 @@ pub struct Settings {
     pub auth: AuthSettings,
     #[serde(default)]
     pub hub: HubSettings,
+    #[serde(default)]
+    pub media: MediaSettings,
+}
+
+/// WebRTC media (WHIP/WHEP): where peers bind and what they advertise.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Address the UDP sockets bind; `0.0.0.0` means every non-loopback interface.
+    #[serde(default = "default_media_bind_ip")]
+    pub bind_ip: std::net::IpAddr,
+    /// First UDP port for peer connections (one port per peer); 0 with `udp_port_max` 0:
+    /// ephemeral ports.
+    #[serde(default)]
+    pub udp_port_min: u16,
+    #[serde(default)]
+    pub udp_port_max: u16,
+    /// The public address to advertise behind 1:1 NAT. Unset: the bound addresses.
+    #[serde(default)]
+    pub public_ip: Option<std::net::IpAddr>,
+    /// Comma-separated STUN/TURN URLs (`stun:host:3478,turn:host:3478?transport=udp`),
+    /// used by the server's peers and sent to clients as WHIP/WHEP `Link` headers.
+    #[serde(default)]
+    pub ice_servers: String,
+    /// TURN credentials for the `turn:` URLs (e.g. coturn's static user). Clients receive
+    /// them in `Link` headers, so they are not a server secret; still kept out of `Debug`.
+    #[serde(default)]
+    pub turn_username: String,
+    #[serde(default)]
+    pub turn_credential: String,
+    /// Largest accepted SDP offer in bytes.
+    #[serde(default = "default_media_max_sdp")]
+    pub max_sdp_bytes: usize,
+}
+
+impl std::fmt::Debug for MediaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaSettings")
+            .field("bind_ip", &self.bind_ip)
+            .field("udp_port_min", &self.udp_port_min)
+            .field("udp_port_max", &self.udp_port_max)
+            .field("public_ip", &self.public_ip)
+            .field("ice_servers", &self.ice_servers)
+            .field("turn_username", &self.turn_username)
+            .field("max_sdp_bytes", &self.max_sdp_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            bind_ip: default_media_bind_ip(),
+            udp_port_min: 0,
+            udp_port_max: 0,
+            public_ip: None,
+            ice_servers: String::new(),
+            turn_username: String::new(),
+            turn_credential: String::new(),
+            max_sdp_bytes: default_media_max_sdp(),
+        }
+    }
+}
+
+impl MediaSettings {
+    /// The configured STUN/TURN URLs, in order.
+    pub fn ice_server_urls(&self) -> Vec<String> {
+        self.ice_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn default_media_bind_ip() -> std::net::IpAddr {
+    std::net::IpAddr::from([0, 0, 0, 0])
+}
+fn default_media_max_sdp() -> usize {
+    64 * 1024
 }
 
 /// The live-event hub (`/ws/events/...`): moderation lists and fan-out tuning.
@@ -168,29 +249,29 @@ fn default_login_per_ip() -> u32 {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConfigArgs {
     /// Configuration file [default: gongkai.toml when present].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080; env GONGKAI_LISTEN].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Data directory [default: ./data; env GONGKAI_DATA_DIR].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Database URL, sqlite://... or postgres://... [default: sqlite://<data-dir>/gongkai.db;
     /// env GONGKAI_DATABASE_URL].
-    #[arg(long, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
     /// Public URL of the service; https makes cookies Secure [env GONGKAI_PUBLIC_URL].
-    #[arg(long, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     pub public_url: Option<String>,
     /// Log format [default: text; env GONGKAI_LOG_FORMAT].
-    #[arg(long, value_enum)]
+    #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
     /// Log filter, e.g. info or debug [env GONGKAI_LOG_LEVEL].
-    #[arg(long, value_name = "FILTER")]
+    #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
     /// NATS URL for multi-node fan-out [env GONGKAI_NATS_URL].
-    #[arg(long, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     pub nats_url: Option<String>,
 }
 
@@ -240,6 +321,14 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("GONGKAI_HUB_ROOM_IDLE_SECS", "hub.room_idle_secs"),
     ("GONGKAI_HUB_QUEUE_FRAMES", "hub.queue_frames"),
     ("GONGKAI_HUB_QUEUE_BYTES", "hub.queue_bytes"),
+    ("GONGKAI_MEDIA_BIND_IP", "media.bind_ip"),
+    ("GONGKAI_MEDIA_UDP_PORT_MIN", "media.udp_port_min"),
+    ("GONGKAI_MEDIA_UDP_PORT_MAX", "media.udp_port_max"),
+    ("GONGKAI_MEDIA_PUBLIC_IP", "media.public_ip"),
+    ("GONGKAI_MEDIA_ICE_SERVERS", "media.ice_servers"),
+    ("GONGKAI_MEDIA_TURN_USERNAME", "media.turn_username"),
+    ("GONGKAI_MEDIA_TURN_CREDENTIAL", "media.turn_credential"),
+    ("GONGKAI_MEDIA_MAX_SDP_BYTES", "media.max_sdp_bytes"),
 ];
 
 const HARNESS_ENV_PREFIXES: &[&str] = &["GONGKAI_TEST_", "GONGKAI_BIN"];
@@ -365,6 +454,36 @@ impl Settings {
         }
         if self.hub.queue_bytes < 64 * 1024 {
             return Err(invalid("hub.queue_bytes", "must be at least 65536"));
+        }
+        let media = &self.media;
+        if media.udp_port_min > media.udp_port_max {
+            return Err(invalid(
+                "media.udp_port_min",
+                "must not be above media.udp_port_max",
+            ));
+        }
+        if media.udp_port_min == 0 && media.udp_port_max != 0 {
+            return Err(invalid(
+                "media.udp_port_min",
+                "must be set when media.udp_port_max is (both 0: ephemeral ports)",
+            ));
+        }
+        for url in media.ice_server_urls() {
+            if !["stun:", "stuns:", "turn:", "turns:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                return Err(invalid(
+                    "media.ice_servers",
+                    "each URL must start with stun:, stuns:, turn: or turns:",
+                ));
+            }
+        }
+        if media.max_sdp_bytes < 1024 || media.max_sdp_bytes > 1024 * 1024 {
+            return Err(invalid(
+                "media.max_sdp_bytes",
+                "must be between 1024 and 1048576",
+            ));
         }
         if let Some(path) = &self.hub.sensitive_words_file
             && !path.is_file()

@@ -57,6 +57,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }
     });
+    // Signal handlers are in place before the ready line: a SIGTERM sent the moment a
+    // supervisor sees the line must still drain gracefully, not kill the process.
+    let signals = ShutdownSignals::install().context("cannot install signal handlers")?;
     // The one line on stdout: scripts and the test harness wait for it.
     println!("gongkai listening on http://{local}");
     tracing::info!(%local, "listening");
@@ -64,7 +67,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let signal_task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            wait_for_signal().await;
+            signals.recv().await;
             tracing::info!("shutdown requested: draining connections");
             shutdown.cancel();
         }
@@ -84,28 +87,42 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT and SIGTERM, registered eagerly (tokio registers `ctrl_c()` only when first
+/// polled, which would leave a window where the default action kills the process).
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+    fn install() -> std::io::Result<ShutdownSignals> {
+        Ok(ShutdownSignals {})
+    }
+
+    #[cfg(unix)]
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn recv(self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Periodic clean-up: expired sessions, idle rate-limit keys.

@@ -60,7 +60,11 @@ async fn connect(
     let who = identity(caller.as_ref(), viewer.as_ref(), ip);
     tracing::debug!(event = %event.id, staff = who.role.is_some(), read_only = who.read_only, "websocket");
     let hub = state.hub.clone();
+    // The default 128 KiB read buffer is zero-filled and kept per socket: at tens of
+    // thousands of idle viewers that alone is gigabytes. Client frames are <= 16 KiB.
     Ok(upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
         .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .on_upgrade(move |ws| {

@@ -156,13 +156,16 @@ fn secrets_are_written_with_mode_0600() {
     assert_eq!(read_json(&key)["public_key"], public);
 }
 
+/// A named way to tamper with a signed transcript.
+type Tamper = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn tampering_is_caught_and_named() {
     let dir = tempfile::tempdir().unwrap();
     simulate(dir.path(), &[]);
     let original = read_json(&dir.path().join("signed.json"));
     let tampered = dir.path().join("tampered.json");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Tamper)> = vec![
         (
             "admitted",
             Box::new(|t: &mut Value| {

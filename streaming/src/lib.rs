@@ -1,8 +1,10 @@
-//! gongkai's live side: the event hub (chat, Q&A, likes, presence, moderation) and,
-//! later, the SFU.
+//! gongkai's live side: the event hub (chat, Q&A, likes, presence, moderation) and the
+//! WebRTC SFU.
 //!
-//! This crate does no IO. The hub is a synchronous state machine driven by the `web`
-//! crate's WebSocket shell: time, sockets, the database and the bus all stay outside.
+//! The hub does no IO: it is a synchronous state machine driven by the `web` crate's
+//! WebSocket shell; time, sockets, the database and the bus all stay outside. The SFU
+//! owns peer connections (UDP sockets via the `webrtc` crate) but never sees HTTP: the
+//! shell hands it SDP strings.
 //!
 //! # Layout
 //!
@@ -17,5 +19,8 @@
 //!   - `hub::text`: control-character stripping, length, sensitive words.
 //!   - `hub::replay`: the bounded buffer behind `?since=SEQ`.
 //!   - `hub::queue`: the bounded per-connection outgoing queue for the shell.
+//! - `sfu`: [`sfu::Sfu`], one WebRTC publisher per event forwarded to many viewers
+//!   (WHIP/WHEP offers in, answers out); `sfu::rewrite` is its pure per-viewer RTP rewrite.
 
 pub mod hub;
+pub mod sfu;

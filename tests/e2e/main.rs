@@ -13,3 +13,4 @@ mod draw_cli;
 mod event_browser;
 mod foundation;
 mod hub;
+mod media;

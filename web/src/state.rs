@@ -30,6 +30,8 @@ pub struct AppStateInner {
     pub shutdown: CancellationToken,
     /// This node's live-event rooms.
     pub hub: Hub,
+    /// WebRTC publishers and viewers (WHIP/WHEP).
+    pub sfu: Arc<streaming::sfu::Sfu>,
 }
 
 impl AppState {
@@ -54,7 +56,9 @@ impl AppState {
         let hub = Hub::new(store.clone(), bus, options, shutdown.clone());
         let login_per_user = KeyedLimiter::per_minute(settings.auth.login_per_user_per_minute);
         let login_per_ip = KeyedLimiter::per_minute(settings.auth.login_per_ip_per_minute);
+        let sfu = crate::routes::media::sfu_from_settings(&settings.media);
         Ok(AppState(Arc::new(AppStateInner {
+            sfu,
             pages: Pages::new()?,
             metrics: Metrics::install(),
             settings,

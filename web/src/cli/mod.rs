@@ -36,6 +36,14 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [hub] room_idle_secs            GONGKAI_HUB_ROOM_IDLE_SECS      60
   [hub] queue_frames              GONGKAI_HUB_QUEUE_FRAMES        256
   [hub] queue_bytes               GONGKAI_HUB_QUEUE_BYTES         1048576
+  [media] bind_ip                 GONGKAI_MEDIA_BIND_IP           0.0.0.0 (all non-loopback interfaces)
+  [media] udp_port_min            GONGKAI_MEDIA_UDP_PORT_MIN      0 (with max 0: ephemeral ports)
+  [media] udp_port_max            GONGKAI_MEDIA_UDP_PORT_MAX      0 (one port per peer connection)
+  [media] public_ip               GONGKAI_MEDIA_PUBLIC_IP         (unset; set behind 1:1 NAT)
+  [media] ice_servers             GONGKAI_MEDIA_ICE_SERVERS       (unset; comma-separated stun:/turn: URLs)
+  [media] turn_username           GONGKAI_MEDIA_TURN_USERNAME     (unset)
+  [media] turn_credential         GONGKAI_MEDIA_TURN_CREDENTIAL   (unset; sent to clients in Link headers)
+  [media] max_sdp_bytes           GONGKAI_MEDIA_MAX_SDP_BYTES     65536
 Unknown keys and invalid values stop the start with an error naming the key (exit 2).";
 
 #[derive(Debug, Parser)]

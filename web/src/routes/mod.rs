@@ -7,10 +7,12 @@
 //! - `tokens`: `/api/v1/tokens`
 //! - `users`: `/api/v1/users` (administrators)
 //! - `pages`: home, login, staff dashboard
+//! - `media`: WHIP/WHEP (`/whip/{event}`, `/whep/{event}`) and `/api/v1/events/{id}/media`
 
 pub mod events;
 pub mod extract;
 mod health;
+pub mod media;
 mod pages;
 mod session;
 mod tokens;
@@ -39,11 +41,13 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(crate::viewer::routes())
         .merge(crate::hub_shell::api_routes())
+        .merge(media::api_routes())
         .fallback(api_not_found);
     Router::new()
         .nest("/api/v1", api)
         .merge(health::routes())
         .merge(crate::hub_shell::ws_routes())
+        .merge(media::routes())
         .merge(pages::routes())
         .route("/assets/{name}", get(crate::pages::assets::serve))
         .fallback(pages::not_found)

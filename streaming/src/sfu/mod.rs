@@ -1,0 +1,1011 @@
+//! The SFU: one WebRTC publisher per event forwarded to many viewers.
+//!
+//! The HTTP shell (`web::routes::media`) only hands SDP offers in and answers out
+//! ([`Sfu::publish`], [`Sfu::view`], [`Sfu::end`]); everything that owns peers lives here.
+//! Unlike the hub, this part does IO: the `webrtc` crate binds UDP sockets and runs its
+//! own tasks on the caller's tokio runtime.
+//!
+//! # Layout
+//!
+//! - [`Sfu`]: rooms by event id, the peer factory (codecs, ports, ICE servers).
+//! - `room` (private, in this file): one publisher slot, the packet broadcast, viewers.
+//! - [`rewrite`]: the pure per-viewer RTP rewrite (SSRC, payload type, extension ids,
+//!   sequence/timestamp continuity across publisher sessions).
+//! - `sdp`: the little SDP reading the SFU needs before the crate parses the offer.
+//!
+//! # Forwarding
+//!
+//! Each publisher track's packets go into the room's `broadcast` channel once, as an
+//! `Arc`. Each viewer task subscribes only after its peer connection is `Connected`
+//! (packets before DTLS produce warnings and are lost anyway), asks the publisher for a
+//! keyframe (PLI, coalesced so many joining viewers cause one request per
+//! `KEYFRAME_MIN_INTERVAL`), and writes rewritten packets to its own tracks. NACKs from
+//! viewers are answered by the crate's NACK responder interceptor from its send buffer.
+//! A viewer that falls behind the channel loses packets (counted) and asks for a keyframe.
+
+pub mod rewrite;
+mod sdp;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use rand::Rng;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RTCRtpParameters, RtpCodecKind,
+};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use webrtc::media_stream::MediaStreamTrack;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateType, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+pub use rewrite::{Negotiated, Rewriter};
+
+/// How long the answer may wait for ICE candidate gathering (host candidates and, with
+/// STUN configured, a server-reflexive one). WHIP/WHEP answers carry all candidates.
+const GATHERING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a viewer may take from answer to `Connected` before it is dropped.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Keyframe requests from many viewers within this interval become one PLI.
+const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// A PLI this often even without requests: a lost keyframe otherwise freezes viewers
+/// until the next natural one, which some encoders send rarely.
+const KEYFRAME_SAFETY_INTERVAL: Duration = Duration::from_secs(10);
+/// Packets buffered per room for slow viewer tasks (about 2 s of 2 Mb/s video).
+const ROOM_CHANNEL_CAPACITY: usize = 2048;
+
+/// Errors of the SFU boundary. The HTTP shell maps each to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    #[error("the SDP offer is not usable: {0}")]
+    BadOffer(String),
+    #[error("a publisher is already live for this event")]
+    AlreadyPublishing,
+    #[error("nobody is publishing to this event")]
+    NotPublishing,
+    #[error("the viewer supports none of the stream's codecs ({0})")]
+    NoCommonCodec(String),
+    #[error("no such media session")]
+    UnknownSession,
+    #[error("no free UDP port in the configured media port range")]
+    NoFreePort,
+    #[error("ICE candidate gathering did not finish in time")]
+    GatheringTimeout,
+    #[error("WebRTC failure: {0}")]
+    WebRtc(String),
+}
+
+fn webrtc_error(error: impl fmt::Display) -> SfuError {
+    SfuError::WebRtc(error.to_string())
+}
+
+/// A STUN or TURN server handed to peers (ours and, via `Link` headers, the clients').
+#[derive(Clone, PartialEq, Eq)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+impl fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Where and how peers bind and what they advertise.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Address the UDP sockets bind. The crate expands a wildcard to every non-loopback
+    /// interface; tests on loopback pass `127.0.0.1`.
+    pub bind_ip: IpAddr,
+    /// Inclusive UDP port range, one port per peer connection (the crate has no shared
+    /// UDP mux yet); `None` for ephemeral ports.
+    pub udp_ports: Option<(u16, u16)>,
+    /// The address advertised instead of the bound one (1:1 NAT deployments).
+    pub public_ip: Option<IpAddr>,
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            udp_ports: None,
+            public_ip: None,
+            ice_servers: Vec::new(),
+        }
+    }
+}
+
+/// The result of a successful WHIP/WHEP offer.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Opaque id of the session resource (the last URL segment of `Location`).
+    pub id: String,
+    pub answer_sdp: String,
+}
+
+/// What the shell and the pages want to know about an event's media.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaStatus {
+    /// A publisher session exists and its connection has not failed.
+    pub publishing: bool,
+    /// Viewers exist but the publisher is gone: the player shows "paused".
+    pub paused: bool,
+    pub viewers: usize,
+    pub ingest_bytes: u64,
+    pub packets_forwarded: u64,
+    pub packets_dropped: u64,
+}
+
+/// Publisher changes the shell may act on (event status, hub pushes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SfuEvent {
+    /// A publisher's connection came up for the event.
+    PublisherConnected { event_id: String },
+    /// The event's publisher went away (DELETE, failure or timeout).
+    PublisherGone { event_id: String },
+}
+
+/// The SFU: rooms by event id.
+pub struct Sfu {
+    config: SfuConfig,
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    next_port: AtomicU16,
+    events: broadcast::Sender<SfuEvent>,
+}
+
+impl fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sfu").field("config", &self.config).finish()
+    }
+}
+
+impl Sfu {
+    pub fn new(config: SfuConfig) -> Arc<Self> {
+        let first_port = config.udp_ports.map_or(0, |(min, _)| min);
+        Arc::new(Self {
+            config,
+            rooms: Mutex::new(HashMap::new()),
+            next_port: AtomicU16::new(first_port),
+            events: broadcast::channel(256).0,
+        })
+    }
+
+    pub fn config(&self) -> &SfuConfig {
+        &self.config
+    }
+
+    /// Publisher changes, for the shell.
+    pub fn subscribe(&self) -> broadcast::Receiver<SfuEvent> {
+        self.events.subscribe()
+    }
+
+    /// Accepts a WHIP offer for `event_id`. A live publisher makes this fail with
+    /// [`SfuError::AlreadyPublishing`]; one whose connection failed or closed is replaced.
+    #[tracing::instrument(skip(self, offer_sdp), fields(event_id))]
+    pub async fn publish(
+        self: &Arc<Self>,
+        event_id: &str,
+        offer_sdp: String,
+    ) -> Result<Session, SfuError> {
+        sdp::check_offer(&offer_sdp)?;
+        let room = self.room(event_id);
+        if room.publisher_live() {
+            return Err(SfuError::AlreadyPublishing);
+        }
+        let (track_tx, mut track_rx) = mpsc::unbounded_channel();
+        let (peer, signals) = self.new_peer(Some(track_tx)).await?;
+        let answer_sdp = match negotiate(&peer, &signals, offer_sdp).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                let _ = peer.close().await;
+                return Err(error);
+            }
+        };
+        let id = session_id();
+        let previous = {
+            let mut state = lock(&room.state);
+            if state
+                .publisher
+                .as_ref()
+                .is_some_and(|p| is_live(*p.state.borrow()))
+            {
+                // Another publisher won the race while we negotiated.
+                None
+            } else {
+                Some(state.publisher.replace(Publisher {
+                    session: id.clone(),
+                    peer: Arc::clone(&peer),
+                    state: signals.state.subscribe(),
+                }))
+            }
+        };
+        let Some(previous) = previous else {
+            let _ = peer.close().await;
+            return Err(SfuError::AlreadyPublishing);
+        };
+        if let Some(previous) = previous {
+            let _ = previous.peer.close().await;
+        }
+        tracing::info!(event_id, session = %id, "publisher accepted");
+
+        // Tracks arrive from the handler; each gets a reader task.
+        let weak_room = Arc::downgrade(&room);
+        let reader_peer = Arc::clone(&peer);
+        tokio::spawn(async move {
+            while let Some(track) = track_rx.recv().await {
+                let Some(room) = weak_room.upgrade() else {
+                    break;
+                };
+                tokio::spawn(read_publisher_track(room, Arc::clone(&reader_peer), track));
+            }
+        });
+        tokio::spawn(watch_publisher(
+            Arc::clone(self),
+            room,
+            id.clone(),
+            signals.state.subscribe(),
+        ));
+        Ok(Session { id, answer_sdp })
+    }
+
+    /// Accepts a WHEP offer for `event_id`: [`SfuError::NotPublishing`] until a publisher
+    /// has sent its tracks, [`SfuError::NoCommonCodec`] when the viewer can decode none.
+    #[tracing::instrument(skip(self, offer_sdp), fields(event_id))]
+    pub async fn view(
+        self: &Arc<Self>,
+        event_id: &str,
+        offer_sdp: String,
+    ) -> Result<Session, SfuError> {
+        sdp::check_offer(&offer_sdp)?;
+        let room = lock(&self.rooms)
+            .get(event_id)
+            .cloned()
+            .ok_or(SfuError::NotPublishing)?;
+        let tracks = {
+            let state = lock(&room.state);
+            if !state
+                .publisher
+                .as_ref()
+                .is_some_and(|p| is_live(*p.state.borrow()))
+            {
+                return Err(SfuError::NotPublishing);
+            }
+            state.tracks.clone()
+        };
+        if tracks.is_empty() {
+            return Err(SfuError::NotPublishing);
+        }
+        let offered = sdp::offered_mime_types(&offer_sdp);
+        let usable: Vec<PublishedTrack> = tracks
+            .iter()
+            .filter(|t| {
+                offered
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(&t.codec.mime_type))
+            })
+            .cloned()
+            .collect();
+        if usable.is_empty() {
+            let published: Vec<&str> = tracks.iter().map(|t| t.codec.mime_type.as_str()).collect();
+            return Err(SfuError::NoCommonCodec(published.join(", ")));
+        }
+
+        let (peer, signals) = self.new_peer(None).await?;
+        let mut outputs = Vec::new();
+        for track in &usable {
+            let ssrc: u32 = rand::thread_rng().r#gen();
+            let local = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                format!("gongkai-{event_id}"),
+                format!("{}-{ssrc:08x}", kind_name(track.kind)),
+                kind_name(track.kind).to_owned(),
+                track.kind,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: track.codec.clone(),
+                    ..Default::default()
+                }],
+            )));
+            let sender = match peer
+                .add_track(Arc::clone(&local) as Arc<dyn TrackLocal>)
+                .await
+            {
+                Ok(sender) => sender,
+                Err(error) => {
+                    let _ = peer.close().await;
+                    return Err(webrtc_error(error));
+                }
+            };
+            outputs.push(ViewerTrack {
+                kind: track.kind,
+                clock_rate: track.codec.clock_rate,
+                ssrc,
+                local,
+                sender,
+            });
+        }
+        let answer_sdp = match negotiate(&peer, &signals, offer_sdp).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                let _ = peer.close().await;
+                return Err(error);
+            }
+        };
+        let id = session_id();
+        lock(&room.state)
+            .viewers
+            .insert(id.clone(), Arc::clone(&peer));
+        tracing::debug!(event_id, session = %id, "viewer accepted");
+        tokio::spawn(forward_to_viewer(
+            room,
+            id.clone(),
+            peer,
+            signals.state.subscribe(),
+            outputs,
+        ));
+        Ok(Session { id, answer_sdp })
+    }
+
+    /// Ends a publisher or viewer session of `event_id` (WHIP/WHEP `DELETE`).
+    pub async fn end(&self, event_id: &str, session: &str) -> Result<(), SfuError> {
+        let room = lock(&self.rooms)
+            .get(event_id)
+            .cloned()
+            .ok_or(SfuError::UnknownSession)?;
+        let peer = {
+            let mut state = lock(&room.state);
+            if state
+                .publisher
+                .as_ref()
+                .is_some_and(|p| p.session == session)
+            {
+                state.publisher.take().map(|p| p.peer)
+            } else {
+                state.viewers.remove(session)
+            }
+        };
+        let peer = peer.ok_or(SfuError::UnknownSession)?;
+        let _ = peer.close().await;
+        Ok(())
+    }
+
+    /// Whether `session` is a publisher session of `event_id`.
+    pub fn is_publisher_session(&self, event_id: &str, session: &str) -> bool {
+        lock(&self.rooms).get(event_id).is_some_and(|room| {
+            lock(&room.state)
+                .publisher
+                .as_ref()
+                .is_some_and(|p| p.session == session)
+        })
+    }
+
+    pub fn status(&self, event_id: &str) -> MediaStatus {
+        let Some(room) = lock(&self.rooms).get(event_id).cloned() else {
+            return MediaStatus::default();
+        };
+        let state = lock(&room.state);
+        let publishing = state
+            .publisher
+            .as_ref()
+            .is_some_and(|p| is_live(*p.state.borrow()));
+        MediaStatus {
+            publishing,
+            paused: !publishing && !state.viewers.is_empty(),
+            viewers: state.viewers.len(),
+            ingest_bytes: room.ingest_bytes.load(Ordering::Relaxed),
+            packets_forwarded: room.forwarded.load(Ordering::Relaxed),
+            packets_dropped: room.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Status of every room, for `/metrics`.
+    pub fn statuses(&self) -> Vec<(String, MediaStatus)> {
+        let ids: Vec<String> = lock(&self.rooms).keys().cloned().collect();
+        ids.into_iter()
+            .map(|id| {
+                let status = self.status(&id);
+                (id, status)
+            })
+            .collect()
+    }
+
+    /// Closes every peer (graceful shutdown).
+    pub async fn close_all(&self) {
+        let rooms: Vec<Arc<Room>> = lock(&self.rooms).drain().map(|(_, r)| r).collect();
+        for room in rooms {
+            let peers: Vec<Arc<dyn PeerConnection>> = {
+                let mut state = lock(&room.state);
+                let mut peers: Vec<_> = state.viewers.drain().map(|(_, p)| p).collect();
+                peers.extend(state.publisher.take().map(|p| p.peer));
+                peers
+            };
+            for peer in peers {
+                let _ = peer.close().await;
+            }
+        }
+    }
+
+    fn room(&self, event_id: &str) -> Arc<Room> {
+        Arc::clone(
+            lock(&self.rooms)
+                .entry(event_id.to_owned())
+                .or_insert_with(|| Arc::new(Room::new(event_id))),
+        )
+    }
+
+    fn next_port(&self) -> u16 {
+        match self.config.udp_ports {
+            None => 0,
+            Some((min, max)) => {
+                let port = self.next_port.fetch_add(1, Ordering::Relaxed);
+                if port < min || port > max {
+                    self.next_port
+                        .store(min.saturating_add(1), Ordering::Relaxed);
+                    min
+                } else {
+                    port
+                }
+            }
+        }
+    }
+
+    async fn new_peer(
+        &self,
+        tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
+    ) -> Result<(Arc<dyn PeerConnection>, Arc<Signals>), SfuError> {
+        let signals = Arc::new(Signals {
+            gathered: Notify::new(),
+            state: watch::channel(RTCPeerConnectionState::New).0,
+            tracks,
+        });
+        let attempts = match self.config.udp_ports {
+            None => 1,
+            Some((min, max)) => usize::from(max - min) + 1,
+        };
+        let mut last_error = None;
+        for _ in 0..attempts {
+            let port = self.next_port();
+            match self.build_peer(Arc::clone(&signals), port).await {
+                Ok(peer) => return Ok((peer, signals)),
+                // A port in use: try the next one of the range.
+                Err(error) => last_error = Some(error),
+            }
+        }
+        match (self.config.udp_ports, last_error) {
+            (Some(_), _) => Err(SfuError::NoFreePort),
+            (None, Some(error)) => Err(error),
+            (None, None) => Err(SfuError::NoFreePort),
+        }
+    }
+
+    async fn build_peer(
+        &self,
+        signals: Arc<Signals>,
+        port: u16,
+    ) -> Result<Arc<dyn PeerConnection>, SfuError> {
+        let mut media_engine = media_engine()?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+            .map_err(webrtc_error)?;
+        let mut settings = SettingEngineBuilder::new();
+        if let Some(public_ip) = self.config.public_ip {
+            settings =
+                settings.with_nat_1to1_ips(vec![public_ip.to_string()], RTCIceCandidateType::Host);
+        }
+        if self.config.bind_ip.is_loopback() {
+            settings = settings.with_include_loopback_candidate(true);
+        }
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(
+                self.config
+                    .ice_servers
+                    .iter()
+                    .map(|s| RTCIceServer {
+                        urls: s.urls.clone(),
+                        username: s.username.clone(),
+                        credential: s.credential.clone(),
+                    })
+                    .collect(),
+            )
+            .build();
+        let peer = PeerConnectionBuilder::new()
+            .with_configuration(configuration)
+            .with_media_engine(media_engine)
+            .with_setting_engine(settings.build())
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler(signals)) as Arc<dyn PeerConnectionEventHandler>)
+            .with_udp_addrs(vec![SocketAddr::new(self.config.bind_ip, port)])
+            .build()
+            .await
+            .map_err(webrtc_error)?;
+        Ok(Arc::new(peer))
+    }
+}
+
+/// One event's media.
+struct Room {
+    event_id: String,
+    packets: broadcast::Sender<Arc<Forwarded>>,
+    keyframe_wanted: Notify,
+    state: Mutex<RoomState>,
+    ingest_bytes: AtomicU64,
+    forwarded: AtomicU64,
+    dropped: AtomicU64,
+}
+
+#[derive(Default)]
+struct RoomState {
+    publisher: Option<Publisher>,
+    /// The current (or last) publisher's tracks: what viewers are offered.
+    tracks: Vec<PublishedTrack>,
+    viewers: HashMap<String, Arc<dyn PeerConnection>>,
+}
+
+struct Publisher {
+    session: String,
+    peer: Arc<dyn PeerConnection>,
+    state: watch::Receiver<RTCPeerConnectionState>,
+}
+
+#[derive(Debug, Clone)]
+struct PublishedTrack {
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+}
+
+/// One publisher packet, shared by all viewer tasks.
+struct Forwarded {
+    kind: RtpCodecKind,
+    mime: Arc<str>,
+    source: Arc<Negotiated>,
+    packet: rtp::Packet,
+}
+
+impl Room {
+    fn new(event_id: &str) -> Self {
+        Self {
+            event_id: event_id.to_owned(),
+            packets: broadcast::channel(ROOM_CHANNEL_CAPACITY).0,
+            keyframe_wanted: Notify::new(),
+            state: Mutex::new(RoomState::default()),
+            ingest_bytes: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn publisher_live(&self) -> bool {
+        lock(&self.state)
+            .publisher
+            .as_ref()
+            .is_some_and(|p| is_live(*p.state.borrow()))
+    }
+}
+
+/// A viewer's outgoing track and what its rewriter needs.
+struct ViewerTrack {
+    kind: RtpCodecKind,
+    clock_rate: u32,
+    ssrc: u32,
+    local: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+}
+
+/// State a peer's event handler reports to the SFU.
+struct Signals {
+    gathered: Notify,
+    state: watch::Sender<RTCPeerConnectionState>,
+    tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
+}
+
+struct Handler(Arc<Signals>);
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.0.gathered.notify_one();
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.0.state.send_replace(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if let Some(tracks) = &self.0.tracks {
+            let _ = tracks.send(track);
+        }
+    }
+}
+
+/// A publisher that has not failed or closed. `Disconnected` counts as gone: a phone that
+/// lost its network should be able to come back at once rather than get 409 until ICE
+/// gives up on the old session.
+fn is_live(state: RTCPeerConnectionState) -> bool {
+    matches!(
+        state,
+        RTCPeerConnectionState::New
+            | RTCPeerConnectionState::Connecting
+            | RTCPeerConnectionState::Connected
+    )
+}
+
+fn kind_name(kind: RtpCodecKind) -> &'static str {
+    if kind == RtpCodecKind::Audio {
+        "audio"
+    } else {
+        "video"
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain maps in a consistent state
+    // (every critical section is a single insert/remove/read), so poisoning is ignored.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn session_id() -> String {
+    let bytes: [u8; 12] = rand::thread_rng().r#gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The codecs the SFU negotiates: Opus, VP8 and H.264 constrained baseline with
+/// packetization mode 1. No RTX: the publisher's retransmissions would need their own
+/// rewrite, and NACK is answered per viewer from the sender's buffer instead.
+fn media_engine() -> Result<MediaEngine, SfuError> {
+    let video_feedback = vec![
+        RTCPFeedback {
+            typ: "nack".into(),
+            parameter: String::new(),
+        },
+        RTCPFeedback {
+            typ: "nack".into(),
+            parameter: "pli".into(),
+        },
+        RTCPFeedback {
+            typ: "ccm".into(),
+            parameter: "fir".into(),
+        },
+    ];
+    let codecs = [
+        (
+            RtpCodecKind::Audio,
+            111,
+            "audio/opus",
+            48_000,
+            2,
+            "minptime=10;useinbandfec=1",
+            vec![],
+        ),
+        (
+            RtpCodecKind::Video,
+            96,
+            "video/VP8",
+            90_000,
+            0,
+            "",
+            video_feedback.clone(),
+        ),
+        (
+            RtpCodecKind::Video,
+            102,
+            "video/H264",
+            90_000,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+            video_feedback.clone(),
+        ),
+        (
+            RtpCodecKind::Video,
+            106,
+            "video/H264",
+            90_000,
+            0,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f",
+            video_feedback,
+        ),
+    ];
+    let mut engine = MediaEngine::default();
+    for (kind, payload_type, mime, clock_rate, channels, fmtp, feedback) in codecs {
+        engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: mime.into(),
+                        clock_rate,
+                        channels,
+                        sdp_fmtp_line: fmtp.into(),
+                        rtcp_feedback: feedback,
+                    },
+                    payload_type,
+                },
+                kind,
+            )
+            .map_err(webrtc_error)?;
+    }
+    Ok(engine)
+}
+
+/// Applies the offer and returns the complete answer (all candidates: WHIP/WHEP clients
+/// need not trickle).
+async fn negotiate(
+    peer: &Arc<dyn PeerConnection>,
+    signals: &Signals,
+    offer_sdp: String,
+) -> Result<String, SfuError> {
+    let offer =
+        RTCSessionDescription::offer(offer_sdp).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    peer.set_remote_description(offer)
+        .await
+        .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let answer = peer.create_answer(None).await.map_err(webrtc_error)?;
+    peer.set_local_description(answer)
+        .await
+        .map_err(webrtc_error)?;
+    tokio::time::timeout(GATHERING_TIMEOUT, signals.gathered.notified())
+        .await
+        .map_err(|_| SfuError::GatheringTimeout)?;
+    peer.local_description()
+        .await
+        .map(|d| d.sdp)
+        .ok_or_else(|| SfuError::WebRtc("no local description after answering".into()))
+}
+
+fn negotiated(parameters: &RTCRtpParameters) -> Negotiated {
+    Negotiated {
+        payload_types: parameters
+            .codecs
+            .iter()
+            .map(|c| (c.payload_type, c.rtp_codec.mime_type.clone()))
+            .collect(),
+        extensions: parameters
+            .header_extensions
+            .iter()
+            .filter_map(|e| u8::try_from(e.id).ok().map(|id| (id, e.uri.clone())))
+            .collect(),
+    }
+}
+
+/// Reads one publisher track into the room; for video, also sends the PLIs viewers ask
+/// for.
+async fn read_publisher_track(
+    room: Arc<Room>,
+    peer: Arc<dyn PeerConnection>,
+    track: Arc<dyn TrackRemote>,
+) {
+    let Some(ssrc) = track.ssrcs().await.first().copied() else {
+        return;
+    };
+    let Some(codec) = track.codec(ssrc).await else {
+        return;
+    };
+    let kind = track.kind().await;
+    let track_id = track.track_id().await;
+    let mut source = Negotiated::default();
+    for receiver in peer.get_receivers().await {
+        if receiver.track().track_id().await == track_id
+            && let Ok(parameters) = receiver.get_parameters().await
+        {
+            source = negotiated(&parameters.rtp_parameters);
+        }
+    }
+    tracing::debug!(event_id = %room.event_id, mime = %codec.mime_type, "publisher track");
+    let mime: Arc<str> = Arc::from(codec.mime_type.as_str());
+    let source = Arc::new(source);
+    {
+        let mut state = lock(&room.state);
+        state.tracks.retain(|t| t.kind != kind);
+        state.tracks.push(PublishedTrack { kind, codec });
+    }
+
+    let (done_tx, done_rx) = watch::channel(false);
+    if kind == RtpCodecKind::Video {
+        tokio::spawn(send_keyframe_requests(
+            Arc::downgrade(&room),
+            Arc::clone(&track),
+            ssrc,
+            done_rx,
+        ));
+        // A returning publisher: viewers are waiting for a decodable frame.
+        room.keyframe_wanted.notify_one();
+    }
+    while let Some(event) = track.poll().await {
+        match event {
+            TrackRemoteEvent::OnRtpPacket(packet) => {
+                if packet.header.ssrc != ssrc {
+                    continue;
+                }
+                room.ingest_bytes
+                    .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                // No receivers is normal (nobody watching yet).
+                let _ = room.packets.send(Arc::new(Forwarded {
+                    kind,
+                    mime: Arc::clone(&mime),
+                    source: Arc::clone(&source),
+                    packet,
+                }));
+            }
+            TrackRemoteEvent::OnEnded => break,
+            _ => {}
+        }
+    }
+    let _ = done_tx.send(true);
+}
+
+async fn send_keyframe_requests(
+    room: Weak<Room>,
+    track: Arc<dyn TrackRemote>,
+    media_ssrc: u32,
+    mut done: watch::Receiver<bool>,
+) {
+    loop {
+        let Some(strong) = room.upgrade() else {
+            return;
+        };
+        let wanted = async {
+            let _ =
+                tokio::time::timeout(KEYFRAME_SAFETY_INTERVAL, strong.keyframe_wanted.notified())
+                    .await;
+        };
+        tokio::select! {
+            () = wanted => {}
+            _ = done.changed() => return,
+        }
+        drop(strong);
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
+            return;
+        }
+        // Requests arriving meanwhile leave one permit in the Notify: one PLI for all.
+        tokio::time::sleep(KEYFRAME_MIN_INTERVAL).await;
+    }
+}
+
+async fn watch_publisher(
+    sfu: Arc<Sfu>,
+    room: Arc<Room>,
+    session: String,
+    mut state: watch::Receiver<RTCPeerConnectionState>,
+) {
+    let event_id = room.event_id.clone();
+    let mut announced = false;
+    loop {
+        let current = *state.borrow_and_update();
+        if current == RTCPeerConnectionState::Connected && !announced {
+            announced = true;
+            let _ = sfu.events.send(SfuEvent::PublisherConnected {
+                event_id: event_id.clone(),
+            });
+        }
+        if !is_live(current) {
+            break;
+        }
+        if state.changed().await.is_err() {
+            break;
+        }
+    }
+    // Gone: free the slot if it is still ours, so the same token can publish again.
+    let peer = {
+        let mut guard = lock(&room.state);
+        if guard
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.session == session)
+        {
+            guard.publisher.take().map(|p| p.peer)
+        } else {
+            None
+        }
+    };
+    if let Some(peer) = peer {
+        let _ = peer.close().await;
+    }
+    tracing::info!(event_id, session, "publisher gone");
+    let _ = sfu.events.send(SfuEvent::PublisherGone { event_id });
+}
+
+async fn forward_to_viewer(
+    room: Arc<Room>,
+    session: String,
+    peer: Arc<dyn PeerConnection>,
+    mut state: watch::Receiver<RTCPeerConnectionState>,
+    outputs: Vec<ViewerTrack>,
+) {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        loop {
+            let current = *state.borrow_and_update();
+            if current == RTCPeerConnectionState::Connected {
+                return true;
+            }
+            if matches!(
+                current,
+                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+            ) || state.changed().await.is_err()
+            {
+                return false;
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+
+    if connected {
+        let mut rewriters = Vec::new();
+        for output in &outputs {
+            let parameters = match output.sender.get_parameters().await {
+                Ok(p) => negotiated(&p.rtp_parameters),
+                Err(_) => Negotiated::default(),
+            };
+            rewriters.push(Rewriter::new(output.ssrc, parameters, output.clock_rate));
+        }
+        let mut packets = room.packets.subscribe();
+        room.keyframe_wanted.notify_one();
+        loop {
+            tokio::select! {
+                received = packets.recv() => match received {
+                    Ok(forwarded) => {
+                        for (output, rewriter) in outputs.iter().zip(rewriters.iter_mut()) {
+                            if output.kind != forwarded.kind {
+                                continue;
+                            }
+                            match rewriter.rewrite(&forwarded.packet, &forwarded.mime, &forwarded.source) {
+                                Ok(packet) => {
+                                    if output.local.write_rtp(packet).await.is_ok() {
+                                        room.forwarded.fetch_add(1, Ordering::Relaxed);
+                                    } else {
+                                        room.dropped.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                Err(rewrite::Skip::Empty) => {}
+                                Err(rewrite::Skip::CodecNotNegotiated) => {
+                                    room.dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        room.dropped.fetch_add(missed, Ordering::Relaxed);
+                        room.keyframe_wanted.notify_one();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                changed = state.changed() => {
+                    if changed.is_err() || !is_live(*state.borrow()) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    lock(&room.state).viewers.remove(&session);
+    let _ = peer.close().await;
+    tracing::debug!(event_id = %room.event_id, session, "viewer gone");
+}

@@ -1,0 +1,372 @@
+//! WHIP/WHEP with real peers: aiortc publishers and viewers (`tests/peers/`) through the
+//! real server, asserting frames DECODED by the viewer, never packets sent (forwarding
+//! that does not rewrite payload types and extensions sends packets nobody decodes).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::{AppOptions, TestApp};
+
+/// Loopback only: the machine's other interfaces must not carry test traffic.
+const MEDIA_CONFIG: &str = "[media]\nbind_ip = \"127.0.0.1\"\n";
+/// Bound on any single peer process (they stop themselves earlier).
+const PEER_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn peer_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(name)
+}
+
+/// A Python peer whose stdout is JSON lines.
+struct Peer {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Peer {
+    fn start(script: &str, args: &[&str]) -> Peer {
+        let mut child = Command::new("python3")
+            .arg(peer_script(script))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(if crate::support::test_log() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with aiortc (tests/requirements.txt)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        Peer {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next JSON line, or `None` at exit or after `timeout`.
+    async fn next(&mut self, timeout: Duration) -> Option<Value> {
+        let line = tokio::time::timeout(timeout, self.lines.next_line())
+            .await
+            .ok()?
+            .ok()??;
+        serde_json::from_str(&line).ok()
+    }
+
+    /// Every line until the peer exits; the last one holds its final counts.
+    async fn finish(mut self) -> Vec<Value> {
+        let mut lines = Vec::new();
+        let deadline = tokio::time::Instant::now() + PEER_TIMEOUT;
+        while let Some(line) = self
+            .next(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            lines.push(line);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        lines
+    }
+}
+
+async fn setup(app: &TestApp) -> (String, String) {
+    app.create_user("admin", "correct horse battery", &["admin"]);
+    let api = app.create_token("admin", "media");
+    let client = app.anonymous_client();
+    let event: Value = client
+        .post(app.url("/api/v1/events"))
+        .bearer_auth(&api)
+        .json(&json!({"kind": "interview", "title": "媒体测试",
+                      "scheduled_start": "2030-01-01T09:30:00+08:00",
+                      "scheduled_end": "2030-01-01T11:00:00+08:00",
+                      "follow_publisher": true}))
+        .send()
+        .await
+        .expect("create event")
+        .json()
+        .await
+        .expect("event JSON");
+    let id = event["id"].as_str().expect("event id").to_owned();
+    let token: Value = client
+        .post(app.url(&format!("/api/v1/events/{id}/publish-token")))
+        .bearer_auth(&api)
+        .send()
+        .await
+        .expect("publish token")
+        .json()
+        .await
+        .expect("token JSON");
+    (id, token["token"].as_str().expect("token").to_owned())
+}
+
+async fn media_status(app: &TestApp, event: &str) -> Value {
+    app.anonymous_client()
+        .get(app.url(&format!("/api/v1/events/{event}/media")))
+        .send()
+        .await
+        .expect("media status")
+        .json()
+        .await
+        .expect("status JSON")
+}
+
+/// Waits (bounded) until the event's media status satisfies `ready`.
+async fn wait_status(app: &TestApp, event: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = media_status(app, event).await;
+        if ready(&status) || tokio::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publisher_returns() {
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    let whep = app.url(&format!("/whep/{event}"));
+
+    // Nobody publishing yet: a retryable 503.
+    let early = app
+        .anonymous_client()
+        .post(&whep)
+        .header("content-type", "application/sdp")
+        .body("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n")
+        .send()
+        .await
+        .expect("early WHEP");
+    assert_eq!(early.status(), 503);
+    assert!(early.headers().get("retry-after").is_some());
+
+    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "12"]);
+    let published = publisher
+        .next(PEER_TIMEOUT)
+        .await
+        .expect("publisher started");
+    assert_eq!(published["status"], 201, "{published}");
+    let status = wait_status(&app, &event, |s| s["publishing"] == true).await;
+    assert_eq!(status["publishing"], true, "{status}");
+    // follow_publisher: the event went live with its publisher.
+    let status = wait_status(&app, &event, |s| s["event_status"] == "live").await;
+    assert_eq!(status["event_status"], "live", "{status}");
+
+    // A second publisher while the first is live: 409.
+    let second = app
+        .anonymous_client()
+        .post(&whip)
+        .bearer_auth(&token)
+        .header("content-type", "application/sdp")
+        .body(include_str!("../peers/sample_offer.sdp"))
+        .send()
+        .await
+        .expect("second WHIP");
+    assert_eq!(second.status(), 409);
+
+    // Two viewers, long enough to outlive the first publisher and see the second.
+    let viewer_a = Peer::start("whep_viewer.py", &[&whep, "24"]);
+    let viewer_b = Peer::start("whep_viewer.py", &[&whep, "24"]);
+    let viewers_started = tokio::time::Instant::now();
+
+    // The first publisher stops after 12 s (DELETE); viewers stay, paused.
+    let _ = publisher.finish().await;
+    let paused = wait_status(&app, &event, |s| s["paused"] == true).await;
+    assert_eq!(paused["publishing"], false, "{paused}");
+    assert_eq!(paused["viewers"], 2, "{paused}");
+
+    // The same token publishes again; the viewers' frame counts keep rising.
+    let mut again = Peer::start("whip_publisher.py", &[&whip, &token, "10"]);
+    let published = again.next(PEER_TIMEOUT).await.expect("publisher returned");
+    assert_eq!(published["status"], 201, "{published}");
+    let resumed_at = viewers_started.elapsed().as_secs_f64();
+
+    let a = viewer_a.finish().await;
+    let b = viewer_b.finish().await;
+    let _ = again.finish().await;
+    for lines in [&a, &b] {
+        let last = lines.last().expect("viewer output");
+        let frames = |line: &Value| line["video_frames"].as_u64().unwrap_or(0);
+        // Frames decoded before the second publisher came back ...
+        let before = lines
+            .iter()
+            .filter(|l| l["t"].as_f64().is_some_and(|t| t <= resumed_at))
+            .map(frames)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            before > 100,
+            "too few frames from the first publisher: {last}"
+        );
+        // ... and more than ~3 s worth after it, without the viewer reconnecting.
+        assert!(
+            frames(last) > before + 90,
+            "viewer did not resume: {before} before, {last}"
+        );
+        assert!(last["audio_frames"].as_u64().unwrap_or(0) > 100, "{last}");
+        eprintln!("viewer: {before} frames before the publisher returned; final {last}");
+    }
+}
+
+#[tokio::test]
+async fn whip_and_whep_reject_bad_input_with_clear_errors() {
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let client = app.anonymous_client();
+    let whip = app.url(&format!("/whip/{event}"));
+    let offer = include_str!("../peers/sample_offer.sdp");
+
+    let send = |url: String, token: Option<&str>, content_type: &str, body: Vec<u8>| {
+        let mut request = client
+            .post(url)
+            .header("content-type", content_type.to_owned())
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+
+    // (name, url, token, content type, body, status, error code)
+    type Case<'a> = (
+        &'a str,
+        String,
+        Option<&'a str>,
+        &'a str,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "no token",
+            whip.clone(),
+            None,
+            "application/sdp",
+            offer.into(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "wrong token",
+            whip.clone(),
+            Some("gkp_wrong"),
+            "application/sdp",
+            offer.into(),
+            403,
+            "forbidden",
+        ),
+        (
+            "wrong type",
+            whip.clone(),
+            Some(&token),
+            "application/json",
+            offer.into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "garbage",
+            whip.clone(),
+            Some(&token),
+            "application/sdp",
+            b"\x00\xffnot sdp".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "garbage text",
+            whip.clone(),
+            Some(&token),
+            "application/sdp",
+            b"v=0\r\nthis is not sdp".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "oversized",
+            whip.clone(),
+            Some(&token),
+            "application/sdp",
+            vec![b'a'; 200 * 1024],
+            413,
+            "payload_too_large",
+        ),
+        (
+            "unknown event",
+            app.url("/whip/nosuchevent2"),
+            Some(&token),
+            "application/sdp",
+            offer.into(),
+            404,
+            "not_found",
+        ),
+        (
+            "unknown event (WHEP)",
+            app.url("/whep/nosuchevent2"),
+            None,
+            "application/sdp",
+            offer.into(),
+            404,
+            "not_found",
+        ),
+        (
+            "nobody publishing",
+            app.url(&format!("/whep/{event}")),
+            None,
+            "application/sdp",
+            offer.into(),
+            503,
+            "unavailable",
+        ),
+    ];
+    for (name, url, token, content_type, body, status, code) in cases {
+        let (got, body) = send(url, token, content_type, body).await;
+        assert_eq!(got, status, "{name}: {body}");
+        assert_eq!(body["error"]["code"], code, "{name}: {body}");
+    }
+
+    // Trickle is not supported: 405 with Allow; CORS preflight for browser publishers.
+    let patch = client
+        .patch(app.url(&format!("/whip/{event}/abc")))
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .body("a=candidate:1 1 udp 1 127.0.0.1 9 typ host")
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(patch.status(), 405);
+    assert!(patch.headers().get("allow").is_some());
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, &whip)
+        .header("origin", "https://obs.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("OPTIONS");
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "*",
+        "{:?}",
+        preflight.headers()
+    );
+
+    // Nothing else was disturbed: the API still answers.
+    let health = client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+}

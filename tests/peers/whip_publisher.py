@@ -1,0 +1,71 @@
+"""WHIP test publisher: a synthetic moving VP8 video track (and a tone) to gongkai.
+
+Usage: whip_publisher.py URL TOKEN SECONDS
+Prints one JSON line per state change on stdout ("published", "ended") and exits after
+SECONDS, deleting its session resource (a clean stop). Loopback only: no ICE servers.
+"""
+
+import asyncio
+import fractions
+import json
+import sys
+import time
+import urllib.request
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from av import VideoFrame
+
+
+class MovingPattern(VideoStreamTrack):
+    """320x240 frames whose colour changes every frame, so every frame is real content."""
+
+    async def recv(self):
+        pts, time_base = await self.next_timestamp()
+        step = pts // 3000
+        frame = VideoFrame(width=320, height=240, format="yuv420p")
+        # A luma ramp that moves every frame; flat chroma. Plane buffers may be padded.
+        luma = frame.planes[0]
+        row = bytes((x + step * 4) % 256 for x in range(luma.line_size))
+        luma.update(row * 240)
+        for plane in frame.planes[1:]:
+            plane.update(bytes([128]) * (plane.line_size * 120))
+        frame.pts = pts
+        frame.time_base = time_base
+        return frame
+
+
+def post(url, headers, body, method="POST"):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return response.status, dict(response.headers), response.read().decode()
+
+
+async def main(url, token, seconds):
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver(MovingPattern(), direction="sendonly")
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    status, headers, answer = await asyncio.to_thread(
+        post,
+        url,
+        {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+        pc.localDescription.sdp.encode(),
+    )
+    location = headers.get("Location")
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    print(json.dumps({"event": "published", "status": status, "location": location}), flush=True)
+    await asyncio.sleep(seconds)
+    base = url.split("/whip/")[0]
+    try:
+        await asyncio.to_thread(
+            post, base + location, {"Authorization": f"Bearer {token}"}, None, "DELETE"
+        )
+    except Exception as error:  # the server may be gone already
+        print(json.dumps({"event": "delete_failed", "error": str(error)}), flush=True)
+    await pc.close()
+    print(json.dumps({"event": "ended"}), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))

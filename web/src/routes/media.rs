@@ -1,0 +1,462 @@
+//! WHIP (RFC 9725) and WHEP: the HTTP shell around `streaming::sfu`.
+//!
+//! Handlers only check the event, the credentials and the body, hand the SDP offer to the
+//! SFU and turn its answer into a `201 Created` session resource. Forwarding, peers and
+//! their lifetimes live in the SFU.
+//!
+//! # Layout
+//! - `POST /whip/{event_id}`: publish (`Authorization: Bearer <publish token>`).
+//! - `POST /whep/{event_id}`: watch (public and unlisted events: the id is the capability).
+//! - `DELETE /whip|whep/{event_id}/{session}`: end the session; `PATCH`: 405 (no trickle:
+//!   answers carry every candidate); `OPTIONS`: CORS preflight with the ICE servers.
+//! - `GET /api/v1/events/{id}/media`: publishing/paused/viewers for the player and pages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use streaming::sfu::{IceServer, Sfu, SfuConfig, SfuError, SfuEvent};
+
+use crate::auth::secret_hash;
+use crate::config::MediaSettings;
+use crate::domain::event::{Event, EventId, EventStatus};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// An error response on its way out (boxed: a `Response` is large for a `Result`).
+type Failed = Box<Response>;
+
+fn failed(response: Response) -> Failed {
+    Box::new(cors(response))
+}
+
+/// Seconds a player or publisher should wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "2";
+/// How long after a WHIP answer the event may follow the publisher to "live".
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Builds the SFU from `[media]`.
+pub fn sfu_from_settings(media: &MediaSettings) -> Arc<Sfu> {
+    let urls = media.ice_server_urls();
+    let ice_servers = urls
+        .into_iter()
+        .map(|url| {
+            let turn = url.starts_with("turn");
+            IceServer {
+                urls: vec![url],
+                username: if turn {
+                    media.turn_username.clone()
+                } else {
+                    String::new()
+                },
+                credential: if turn {
+                    media.turn_credential.clone()
+                } else {
+                    String::new()
+                },
+            }
+        })
+        .collect();
+    let udp_ports = (media.udp_port_min != 0).then_some((media.udp_port_min, media.udp_port_max));
+    Sfu::new(SfuConfig {
+        bind_ip: media.bind_ip,
+        udp_ports,
+        public_ip: media.public_ip,
+        ice_servers,
+    })
+}
+
+/// Routes outside `/api/v1` (WHIP/WHEP clients expect plain endpoint URLs).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/whip/{event_id}", post(whip).options(preflight))
+        .route(
+            "/whip/{event_id}/{session}",
+            axum::routing::delete(end_whip)
+                .patch(no_trickle)
+                .options(preflight_resource),
+        )
+        .route("/whep/{event_id}", post(whep).options(preflight))
+        .route(
+            "/whep/{event_id}/{session}",
+            axum::routing::delete(end_whep)
+                .patch(no_trickle)
+                .options(preflight_resource),
+        )
+}
+
+/// Routes under `/api/v1`.
+pub fn api_routes() -> Router<AppState> {
+    Router::new().route("/events/{id}/media", get(media_status))
+}
+
+#[tracing::instrument(skip_all, fields(event_id = %event_id))]
+async fn whip(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let event = load(&state, &event_id).await?;
+        if event.status == EventStatus::Ended {
+            return Err(Box::new(
+                ApiError::Conflict("the event has ended".into()).into_response(),
+            ));
+        }
+        check_publish_token(&state, &event, &headers).await?;
+        let offer = sdp_body(&state, &headers, body)?;
+        let mut events = state.sfu.subscribe();
+        let session = state
+            .sfu
+            .publish(event.id.as_str(), offer)
+            .await
+            .map_err(|e| Box::new(sfu_error(e)))?;
+        if event.follow_publisher && event.status == EventStatus::Scheduled {
+            let state = state.clone();
+            let id = event.id.clone();
+            tokio::spawn(async move {
+                let connected = tokio::time::timeout(FOLLOW_TIMEOUT, async {
+                    while let Ok(change) = events.recv().await {
+                        if change
+                            == (SfuEvent::PublisherConnected {
+                                event_id: id.as_str().to_owned(),
+                            })
+                        {
+                            return true;
+                        }
+                    }
+                    false
+                })
+                .await
+                .unwrap_or(false);
+                if connected {
+                    follow_publisher(&state, &id).await;
+                }
+            });
+        }
+        Ok(created(&state, "whip", &event, session))
+    }
+    .await;
+    result.unwrap_or_else(|response: Failed| *response)
+}
+
+#[tracing::instrument(skip_all, fields(event_id = %event_id))]
+async fn whep(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let event = load(&state, &event_id).await?;
+        let offer = sdp_body(&state, &headers, body)?;
+        let session = state
+            .sfu
+            .view(event.id.as_str(), offer)
+            .await
+            .map_err(|e| Box::new(sfu_error(e)))?;
+        Ok(created(&state, "whep", &event, session))
+    }
+    .await;
+    result.unwrap_or_else(|response: Failed| *response)
+}
+
+async fn end_whip(
+    State(state): State<AppState>,
+    Path((event_id, session)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let event = load(&state, &event_id).await?;
+        check_publish_token(&state, &event, &headers).await?;
+        if !state.sfu.is_publisher_session(event.id.as_str(), &session) {
+            return Err(Box::new(
+                ApiError::NotFound("WHIP session".into()).into_response(),
+            ));
+        }
+        state
+            .sfu
+            .end(event.id.as_str(), &session)
+            .await
+            .map_err(|e| Box::new(sfu_error(e)))?;
+        Ok(cors(StatusCode::OK.into_response()))
+    }
+    .await;
+    result.unwrap_or_else(|response: Failed| *response)
+}
+
+async fn end_whep(
+    State(state): State<AppState>,
+    Path((event_id, session)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let event = load(&state, &event_id).await?;
+        if state.sfu.is_publisher_session(event.id.as_str(), &session) {
+            return Err(Box::new(
+                ApiError::NotFound("WHEP session".into()).into_response(),
+            ));
+        }
+        state
+            .sfu
+            .end(event.id.as_str(), &session)
+            .await
+            .map_err(|e| Box::new(sfu_error(e)))?;
+        Ok(cors(StatusCode::OK.into_response()))
+    }
+    .await;
+    result.unwrap_or_else(|response: Failed| *response)
+}
+
+/// Answers carry every candidate, so there is nothing to trickle (RFC 9725 §4.3.1: 405).
+async fn no_trickle() -> Response {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "trickle ICE is not supported: the answer carries all candidates",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+    cors(response)
+}
+
+async fn preflight(State(state): State<AppState>) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    add_ice_links(&state, headers);
+    cors(response)
+}
+
+async fn preflight_resource() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("DELETE, PATCH, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type, If-Match"),
+    );
+    cors(response)
+}
+
+async fn media_status(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let event = match load(&state, &id).await {
+        Ok(event) => event,
+        Err(response) => return *response,
+    };
+    let status = state.sfu.status(event.id.as_str());
+    axum::Json(json!({
+        "publishing": status.publishing,
+        "paused": status.paused,
+        "viewers": status.viewers,
+        "event_status": event.status.as_str(),
+    }))
+    .into_response()
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Event, Failed> {
+    let not_found = || Box::new(ApiError::NotFound("event".into()).into_response());
+    let id = EventId::parse(id).ok_or_else(not_found)?;
+    let event = state
+        .store
+        .event(&id)
+        .await
+        .map_err(|e| Box::new(ApiError::from(e).into_response()))?
+        .ok_or_else(not_found)?;
+    if event.status == EventStatus::Cancelled {
+        return Err(not_found());
+    }
+    Ok(event)
+}
+
+async fn check_publish_token(
+    state: &AppState,
+    event: &Event,
+    headers: &HeaderMap,
+) -> Result<(), Failed> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            failed(
+                ApiError::Unauthorized("Authorization: Bearer <publish token> required".into())
+                    .into_response(),
+            )
+        })?;
+    let stored = state
+        .store
+        .publish_token_hash(&event.id)
+        .await
+        .map_err(|e| Box::new(ApiError::from(e).into_response()))?;
+    // Both sides are SHA-256 hex of 256-bit secrets: comparing hashes leaks nothing useful.
+    if stored.as_deref() != Some(secret_hash(token).as_str()) {
+        return Err(failed(
+            ApiError::Forbidden("this is not the event's publish token".into()).into_response(),
+        ));
+    }
+    Ok(())
+}
+
+fn sdp_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<String, Failed> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/sdp") {
+        return Err(failed(
+            ApiError::UnsupportedMediaType("the body must be Content-Type: application/sdp".into())
+                .into_response(),
+        ));
+    }
+    let body = body.map_err(|_| failed(ApiError::PayloadTooLarge.into_response()))?;
+    if body.len() > state.settings.media.max_sdp_bytes {
+        return Err(failed(ApiError::PayloadTooLarge.into_response()));
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| {
+        failed(ApiError::BadRequest("the SDP offer is not UTF-8".into()).into_response())
+    })
+}
+
+fn sfu_error(error: SfuError) -> Response {
+    let response = match &error {
+        SfuError::BadOffer(_) => ApiError::BadRequest(error.to_string()).into_response(),
+        SfuError::AlreadyPublishing => ApiError::Conflict(error.to_string()).into_response(),
+        SfuError::UnknownSession => ApiError::NotFound("media session".into()).into_response(),
+        SfuError::NoCommonCodec(_) => error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            "no_common_codec",
+            &error.to_string(),
+        ),
+        SfuError::NotPublishing => {
+            let mut response = ApiError::Unavailable(error.to_string()).into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+            response
+        }
+        SfuError::NoFreePort | SfuError::GatheringTimeout | SfuError::WebRtc(_) => {
+            tracing::warn!(error = %error, "media session failed");
+            let mut response =
+                ApiError::Unavailable("the media server could not set up the session".into())
+                    .into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+            response
+        }
+    };
+    cors(response)
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn created(
+    state: &AppState,
+    protocol: &str,
+    event: &Event,
+    session: streaming::sfu::Session,
+) -> Response {
+    let location = format!("/{protocol}/{}/{}", event.id.as_str(), session.id);
+    let mut response = (StatusCode::CREATED, session.answer_sdp).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", session.id)) {
+        headers.insert(header::ETAG, value);
+    }
+    add_ice_links(state, headers);
+    cors(response)
+}
+
+/// RFC 9725 §4.6: the ICE servers as `Link: <url>; rel="ice-server"` headers.
+fn add_ice_links(state: &AppState, headers: &mut HeaderMap) {
+    for server in &state.sfu.config().ice_servers {
+        for url in &server.urls {
+            let mut link = format!("<{url}>; rel=\"ice-server\"");
+            if !server.username.is_empty() {
+                link.push_str(&format!(
+                    "; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    server.username, server.credential
+                ));
+            }
+            if let Ok(value) = HeaderValue::from_str(&link) {
+                headers.append(header::LINK, value);
+            }
+        }
+    }
+}
+
+/// Browser publishers and players may live on another origin (OBS's browser source,
+/// an embedding site): the endpoints are bearer-authenticated, never cookie-authenticated,
+/// so any origin may call them.
+fn cors(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, ETag, Link, Retry-After"),
+    );
+    response
+}
+
+async fn follow_publisher(state: &AppState, id: &EventId) {
+    let now = crate::store::now_ms();
+    match state
+        .store
+        .set_event_status(id, &[EventStatus::Scheduled], EventStatus::Live, now)
+        .await
+    {
+        Ok(Some(event)) => {
+            tracing::info!(event_id = %id.as_str(), "event live: following its publisher");
+            crate::hub_shell::event_changed(state, &event);
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!(error = %error, "could not follow the publisher"),
+    }
+}

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::support::{AppOptions, TestApp};
+use crate::support::{AppOptions, Browser, TestApp};
 
 /// Loopback only: the machine's other interfaces must not carry test traffic.
 const MEDIA_CONFIG: &str = "[media]\nbind_ip = \"127.0.0.1\"\n";
@@ -369,4 +369,116 @@ async fn whip_and_whep_reject_bad_input_with_clear_errors() {
         .await
         .expect("healthz");
     assert_eq!(health.status(), 200);
+}
+
+/// Polls `script` (a JS expression) in `client` until `done(value)`, at most `timeout`.
+async fn wait_js(
+    client: &fantoccini::Client,
+    script: &str,
+    timeout: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let value = client.execute(&format!("return {script};"), vec![]).await?;
+        if done(&value) {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("timed out waiting for {script}: last {value}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
+    use crate::support::browser::BrowserOptions;
+    use fantoccini::Locator;
+
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, _token) = setup(&app).await;
+    let base = app.url("");
+    let base = base.trim_end_matches('/').to_owned();
+    let viewer = Browser::start(BrowserOptions { media: true }).await;
+    let viewer_client = viewer.client.clone();
+    Browser::run_with(
+        "media_broadcast",
+        BrowserOptions { media: true },
+        |broadcaster| async move {
+            broadcaster.goto(&format!("{base}/login")).await?;
+            for (css, text) in [
+                ("#username", "admin"),
+                ("#password", "correct horse battery"),
+            ] {
+                broadcaster
+                    .find(Locator::Css(css))
+                    .await?
+                    .send_keys(text)
+                    .await?;
+            }
+            broadcaster
+                .find(Locator::Css("button[type=submit]"))
+                .await?
+                .click()
+                .await?;
+            wait_js(
+                &broadcaster,
+                "location.pathname",
+                Duration::from_secs(20),
+                |v| v.as_str().is_some_and(|p| p.starts_with("/staff")),
+            )
+            .await?;
+            broadcaster
+                .goto(&format!("{base}/staff/events/{event}/broadcast"))
+                .await?;
+            wait_js(
+                &broadcaster,
+                "!!document.getElementById('preview').srcObject",
+                Duration::from_secs(20),
+                |v| v == &Value::Bool(true),
+            )
+            .await?;
+            broadcaster
+                .find(Locator::Css("#start"))
+                .await?
+                .click()
+                .await?;
+            wait_js(
+                &broadcaster,
+                "document.getElementById('broadcast-state').dataset.state",
+                Duration::from_secs(30),
+                |v| v == "live",
+            )
+            .await?;
+
+            let client = &viewer_client;
+            client.goto(&format!("{base}/events/{event}")).await?;
+            let frames = wait_js(
+                client,
+                "Number(document.getElementById('player').dataset.framesDecoded || 0)",
+                Duration::from_secs(30),
+                |v| v.as_f64().is_some_and(|n| n > 0.0),
+            )
+            .await?;
+            eprintln!("chromium viewer framesDecoded: {frames}");
+
+            // Stop: the player shows "paused" (viewer still connected, publisher gone).
+            broadcaster
+                .find(Locator::Css("#stop"))
+                .await?
+                .click()
+                .await?;
+            wait_js(
+                client,
+                "document.getElementById('player').dataset.state",
+                Duration::from_secs(20),
+                |v| v == "paused",
+            )
+            .await?;
+            Ok(())
+        },
+    )
+    .await;
+    viewer.close().await;
 }

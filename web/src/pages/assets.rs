@@ -23,6 +23,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/app.js"),
     },
     Asset {
+        name: "broadcast.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/broadcast.js"),
+    },
+    Asset {
+        name: "player.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/player.js"),
+    },
+    Asset {
         name: "event.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/event.js"),

@@ -23,6 +23,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("../../templates/error.html")),
     ("event.html", include_str!("../../templates/event.html")),
     (
+        "broadcast.html",
+        include_str!("../../templates/broadcast.html"),
+    ),
+    (
         "event_form.html",
         include_str!("../../templates/event_form.html"),
     ),

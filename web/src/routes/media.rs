@@ -10,6 +10,7 @@
 //! - `DELETE /whip|whep/{event_id}/{session}`: end the session; `PATCH`: 405 (no trickle:
 //!   answers carry every candidate); `OPTIONS`: CORS preflight with the ICE servers.
 //! - `GET /api/v1/events/{id}/media`: publishing/paused/viewers for the player and pages.
+//! - `GET /staff/events/{id}/broadcast`: the broadcaster page (`broadcast.js`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,12 +85,45 @@ pub fn routes() -> Router<AppState> {
                 .options(preflight_resource),
         )
         .route("/whep/{event_id}", post(whep).options(preflight))
+        .route("/staff/events/{id}/broadcast", get(broadcast_page))
         .route(
             "/whep/{event_id}/{session}",
             axum::routing::delete(end_whep)
                 .patch(no_trickle)
                 .options(preflight_resource),
         )
+}
+
+/// The broadcaster page (staff who may run the event).
+async fn broadcast_page(
+    State(state): State<AppState>,
+    crate::auth::PageCaller(caller): crate::auth::PageCaller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = crate::pages::Lang::negotiate(None, &headers);
+    let Some(caller) = caller else {
+        return axum::response::Redirect::to(&format!("/login?next=/staff/events/{id}/broadcast"))
+            .into_response();
+    };
+    let event = match super::events::load(&state, &id).await {
+        Ok(event) => event,
+        Err(ApiError::NotFound(_)) => {
+            return super::page_error(&state, lang, StatusCode::NOT_FOUND);
+        }
+        Err(error) => return error.into_response(),
+    };
+    if super::events::may_run(&caller, &event).is_err() {
+        return super::page_error(&state, lang, StatusCode::FORBIDDEN);
+    }
+    let ctx = minijinja::context! {
+        user => minijinja::Value::from_serialize(&caller.user),
+        csrf_token => caller.csrf_token(),
+        event => minijinja::Value::from_serialize(&event),
+    };
+    state
+        .pages
+        .respond(StatusCode::OK, "broadcast.html", lang, ctx)
 }
 
 /// Routes under `/api/v1`.

@@ -212,6 +212,35 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
         assert!(last["audio_frames"].as_u64().unwrap_or(0) > 100, "{last}");
         eprintln!("viewer: {before} frames before the publisher returned; final {last}");
     }
+
+    // The forwarding shows in /metrics, per event.
+    let metrics = app
+        .anonymous_client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let forwarded = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gongkai_media_packets_forwarded_total")
+                && l.contains(&format!("event=\"{event}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        forwarded > 1000.0,
+        "forwarded packets in /metrics: {forwarded}"
+    );
+    let dropped_line = metrics
+        .lines()
+        .find(|l| l.starts_with("gongkai_media_packets_dropped_total"))
+        .unwrap_or("");
+    eprintln!("forwarded {forwarded}; {dropped_line}");
 }
 
 #[tokio::test]
@@ -371,6 +400,30 @@ async fn whip_and_whep_reject_bad_input_with_clear_errors() {
     assert_eq!(health.status(), 200);
 }
 
+async fn frames_decoded(client: &fantoccini::Client) -> anyhow::Result<f64> {
+    let value = client
+        .execute(
+            "return Number(document.getElementById('player').dataset.framesDecoded || 0);",
+            vec![],
+        )
+        .await?;
+    Ok(value.as_f64().unwrap_or(0.0))
+}
+
+/// A fresh publish token (rotating the one the broadcaster page fetched).
+async fn publish_token(base: &str, api: &str, event: &str) -> String {
+    let token: Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/events/{event}/publish-token"))
+        .bearer_auth(api)
+        .send()
+        .await
+        .expect("publish token")
+        .json()
+        .await
+        .expect("token JSON");
+    token["token"].as_str().expect("token").to_owned()
+}
+
 /// Polls `script` (a JS expression) in `client` until `done(value)`, at most `timeout`.
 async fn wait_js(
     client: &fantoccini::Client,
@@ -398,6 +451,8 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
 
     let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
     let (event, _token) = setup(&app).await;
+    let api = app.create_token("admin", "media-2");
+    let app_url = app.url("").trim_end_matches('/').to_owned();
     let base = app.url("");
     let base = base.trim_end_matches('/').to_owned();
     let viewer = Browser::start(BrowserOptions { media: true }).await;
@@ -476,6 +531,24 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
                 |v| v == "paused",
             )
             .await?;
+
+            // An aiortc publisher takes over the event: the same Chromium player decodes
+            // its frames too, without reloading.
+            let before = frames_decoded(client).await?;
+            let token = publish_token(&app_url, &api, &event).await;
+            let publisher = Peer::start(
+                "whip_publisher.py",
+                &[&format!("{app_url}/whip/{event}"), &token, "8"],
+            );
+            let after = wait_js(
+                client,
+                "Number(document.getElementById('player').dataset.framesDecoded || 0)",
+                Duration::from_secs(30),
+                |v| v.as_f64().is_some_and(|n| n > before + 30.0),
+            )
+            .await?;
+            eprintln!("chromium viewer framesDecoded: {before} -> {after} (aiortc publisher)");
+            drop(publisher);
             Ok(())
         },
     )

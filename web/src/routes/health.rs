@@ -39,6 +39,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let (open, idle) = state.store.pool_stats();
     metrics::gauge!(DB_POOL, "state" => "open").set(f64::from(open));
     metrics::gauge!(DB_POOL, "state" => "idle").set(idle as f64);
+    super::media::record_metrics(&state);
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -74,6 +74,23 @@ pub fn sfu_from_settings(media: &MediaSettings) -> Arc<Sfu> {
     })
 }
 
+/// Sets the media gauges and counters for a `/metrics` scrape (values live in the SFU;
+/// labels are event ids, which are public).
+pub fn record_metrics(state: &AppState) {
+    for (event, status) in state.sfu.statuses() {
+        let publishing = if status.publishing { 1.0 } else { 0.0 };
+        metrics::gauge!("gongkai_media_publishing", "event" => event.clone()).set(publishing);
+        metrics::gauge!("gongkai_media_viewers", "event" => event.clone())
+            .set(status.viewers as f64);
+        metrics::counter!("gongkai_media_ingest_bytes_total", "event" => event.clone())
+            .absolute(status.ingest_bytes);
+        metrics::counter!("gongkai_media_packets_forwarded_total", "event" => event.clone())
+            .absolute(status.packets_forwarded);
+        metrics::counter!("gongkai_media_packets_dropped_total", "event" => event)
+            .absolute(status.packets_dropped);
+    }
+}
+
 /// Routes outside `/api/v1` (WHIP/WHEP clients expect plain endpoint URLs).
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -187,33 +187,7 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
     assert_eq!(published["status"], 201, "{published}");
     let resumed_at = viewers_started.elapsed().as_secs_f64();
 
-    let a = viewer_a.finish().await;
-    let b = viewer_b.finish().await;
-    let _ = again.finish().await;
-    for lines in [&a, &b] {
-        let last = lines.last().expect("viewer output");
-        let frames = |line: &Value| line["video_frames"].as_u64().unwrap_or(0);
-        // Frames decoded before the second publisher came back ...
-        let before = lines
-            .iter()
-            .filter(|l| l["t"].as_f64().is_some_and(|t| t <= resumed_at))
-            .map(frames)
-            .max()
-            .unwrap_or(0);
-        assert!(
-            before > 100,
-            "too few frames from the first publisher: {last}"
-        );
-        // ... and more than ~3 s worth after it, without the viewer reconnecting.
-        assert!(
-            frames(last) > before + 90,
-            "viewer did not resume: {before} before, {last}"
-        );
-        assert!(last["audio_frames"].as_u64().unwrap_or(0) > 100, "{last}");
-        eprintln!("viewer: {before} frames before the publisher returned; final {last}");
-    }
-
-    // The forwarding shows in /metrics, per event.
+    // The forwarding shows in /metrics, per event (scraped while the viewers watch).
     let metrics = app
         .anonymous_client()
         .get(app.url("/metrics"))
@@ -241,6 +215,32 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
         .find(|l| l.starts_with("gongkai_media_packets_dropped_total"))
         .unwrap_or("");
     eprintln!("forwarded {forwarded}; {dropped_line}");
+
+    let a = viewer_a.finish().await;
+    let b = viewer_b.finish().await;
+    let _ = again.finish().await;
+    for lines in [&a, &b] {
+        let last = lines.last().expect("viewer output");
+        let frames = |line: &Value| line["video_frames"].as_u64().unwrap_or(0);
+        // Frames decoded before the second publisher came back ...
+        let before = lines
+            .iter()
+            .filter(|l| l["t"].as_f64().is_some_and(|t| t <= resumed_at))
+            .map(frames)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            before > 100,
+            "too few frames from the first publisher: {last}"
+        );
+        // ... and more than ~3 s worth after it, without the viewer reconnecting.
+        assert!(
+            frames(last) > before + 90,
+            "viewer did not resume: {before} before, {last}"
+        );
+        assert!(last["audio_frames"].as_u64().unwrap_or(0) > 100, "{last}");
+        eprintln!("viewer: {before} frames before the publisher returned; final {last}");
+    }
 }
 
 #[tokio::test]

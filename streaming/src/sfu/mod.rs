@@ -252,12 +252,18 @@ impl Sfu {
         // Tracks arrive from the handler; each gets a reader task.
         let weak_room = Arc::downgrade(&room);
         let reader_peer = Arc::clone(&peer);
+        let reader_sfu = Arc::clone(self);
         tokio::spawn(async move {
             while let Some(track) = track_rx.recv().await {
                 let Some(room) = weak_room.upgrade() else {
                     break;
                 };
-                tokio::spawn(read_publisher_track(room, Arc::clone(&reader_peer), track));
+                tokio::spawn(read_publisher_track(
+                    Arc::clone(&reader_sfu),
+                    room,
+                    Arc::clone(&reader_peer),
+                    track,
+                ));
             }
         });
         tokio::spawn(watch_publisher(
@@ -360,6 +366,7 @@ impl Sfu {
             .insert(id.clone(), Arc::clone(&peer));
         tracing::debug!(event_id, session = %id, "viewer accepted");
         tokio::spawn(forward_to_viewer(
+            Arc::clone(self),
             room,
             id.clone(),
             peer,
@@ -445,6 +452,20 @@ impl Sfu {
             for peer in peers {
                 let _ = peer.close().await;
             }
+        }
+    }
+
+    /// Drops the event's room once nothing uses it any more (no publisher, viewer or
+    /// reader task): its channel would otherwise keep the last packets buffered forever.
+    /// Every other holder clones a room under the `rooms` lock, so a count of one checked
+    /// under that lock cannot race with a new publisher or viewer.
+    fn prune(&self, event_id: &str) {
+        let mut rooms = lock(&self.rooms);
+        if rooms
+            .get(event_id)
+            .is_some_and(|room| Arc::strong_count(room) == 1)
+        {
+            rooms.remove(event_id);
         }
     }
 
@@ -794,6 +815,7 @@ fn negotiated(parameters: &RTCRtpParameters) -> Negotiated {
 /// Reads one publisher track into the room; for video, also sends the PLIs viewers ask
 /// for.
 async fn read_publisher_track(
+    sfu: Arc<Sfu>,
     room: Arc<Room>,
     peer: Arc<dyn PeerConnection>,
     track: Arc<dyn TrackRemote>,
@@ -855,6 +877,9 @@ async fn read_publisher_track(
         }
     }
     let _ = done_tx.send(true);
+    let event_id = room.event_id.clone();
+    drop(room);
+    sfu.prune(&event_id);
 }
 
 async fn send_keyframe_requests(
@@ -929,10 +954,13 @@ async fn watch_publisher(
         let _ = peer.close().await;
     }
     tracing::info!(event_id, session, "publisher gone");
+    drop(room);
+    sfu.prune(&event_id);
     let _ = sfu.events.send(SfuEvent::PublisherGone { event_id });
 }
 
 async fn forward_to_viewer(
+    sfu: Arc<Sfu>,
     room: Arc<Room>,
     session: String,
     peer: Arc<dyn PeerConnection>,
@@ -1008,4 +1036,7 @@ async fn forward_to_viewer(
     lock(&room.state).viewers.remove(&session);
     let _ = peer.close().await;
     tracing::debug!(event_id = %room.event_id, session, "viewer gone");
+    let event_id = room.event_id.clone();
+    drop(room);
+    sfu.prune(&event_id);
 }

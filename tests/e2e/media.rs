@@ -170,6 +170,22 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
         .expect("second WHIP");
     assert_eq!(second.status(), 409);
 
+    // A viewer that can decode none of the published codecs is refused clearly.
+    let vp9_only = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+                    m=video 9 UDP/TLS/RTP/SAVPF 98\r\nc=IN IP4 0.0.0.0\r\n\
+                    a=recvonly\r\na=rtpmap:98 VP9/90000\r\n";
+    let refused = app
+        .anonymous_client()
+        .post(&whep)
+        .header("content-type", "application/sdp")
+        .body(vp9_only)
+        .send()
+        .await
+        .expect("VP9-only WHEP");
+    assert_eq!(refused.status(), 406);
+    let body: Value = refused.json().await.expect("error JSON");
+    assert_eq!(body["error"]["code"], "no_common_codec", "{body}");
+
     // Two viewers, long enough to outlive the first publisher and see the second.
     let viewer_a = Peer::start("whep_viewer.py", &[&whep, "24"]);
     let viewer_b = Peer::start("whep_viewer.py", &[&whep, "24"]);

@@ -180,17 +180,14 @@ async fn start(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let event = load(&state, &id).await?;
-    may_run(&caller, &event)?;
-    let event = transition(
+    run_transition(
         &state,
         &caller,
-        &event,
-        &[EventStatus::Scheduled],
+        &id,
+        EventStatus::Scheduled,
         EventStatus::Live,
     )
-    .await?;
-    Ok(axum::Json(event))
+    .await
 }
 
 async fn end(
@@ -198,17 +195,22 @@ async fn end(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let event = load(&state, &id).await?;
-    may_run(&caller, &event)?;
-    let event = transition(
-        &state,
-        &caller,
-        &event,
-        &[EventStatus::Live],
-        EventStatus::Ended,
-    )
-    .await?;
-    Ok(axum::Json(event))
+    run_transition(&state, &caller, &id, EventStatus::Live, EventStatus::Ended).await
+}
+
+/// Start and end: the event's running staff move it one step along its lifecycle.
+async fn run_transition(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    from: EventStatus,
+    to: EventStatus,
+) -> Result<axum::Json<Event>, ApiError> {
+    let event = load(state, id).await?;
+    may_run(caller, &event)?;
+    Ok(axum::Json(
+        transition(state, caller, &event, &[from], to).await?,
+    ))
 }
 
 /// One status change: atomic in the store (so two staff pressing "start" at once change

@@ -61,7 +61,7 @@ pub async fn load(state: &AppState, raw: &str) -> Result<Event, ApiError> {
 }
 
 /// Administrators manage every event; organisers manage draw events.
-fn may_manage(caller: &Caller, kind: EventKind) -> Result<(), ApiError> {
+pub fn may_manage(caller: &Caller, kind: EventKind) -> Result<(), ApiError> {
     if caller.user.has(Role::Admin) || (kind == EventKind::Draw && caller.user.has(Role::Organiser))
     {
         Ok(())

@@ -16,7 +16,7 @@ use super::page_error;
 use super::tokens::{create_for, revoke_for};
 use crate::auth::login::{clear_session_cookies, login, set_session_cookies};
 use crate::auth::{Authn, Caller, ClientIp, PageCaller, Role, new_secret};
-use crate::domain::event::{Event, EventKind, EventStatus};
+use crate::domain::event::{Event, EventStatus};
 use crate::error::ApiError;
 use crate::pages::Lang;
 use crate::pages::i18n::LANG_COOKIE;
@@ -196,8 +196,7 @@ async fn staff_event(
     if super::events::may_run(&caller, &event).is_err() {
         return page_error(&state, lang, StatusCode::FORBIDDEN);
     }
-    let can_manage = caller.user.has(Role::Admin)
-        || (event.kind == EventKind::Draw && caller.user.has(Role::Organiser));
+    let can_manage = super::events::may_manage(&caller, event.kind).is_ok();
     let (user, csrf_token) = user_ctx(&Some(caller));
     let ctx = context! { user, csrf_token, event => event_ctx(&event), can_manage };
     (

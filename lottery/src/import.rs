@@ -70,6 +70,20 @@ pub fn import_csv<R: CryptoRng + RngCore>(
     kindergartens: &[Kindergarten],
     rng: &mut R,
 ) -> Result<Vec<Application>, ImportErrors> {
+    import_csv_with_lines(input, kindergartens, rng).map(|rows| {
+        rows.into_iter()
+            .map(|(_, application)| application)
+            .collect()
+    })
+}
+
+/// [`import_csv`], keeping each application's line number (for errors found later, e.g. a
+/// child who already applied through another channel).
+pub fn import_csv_with_lines<R: CryptoRng + RngCore>(
+    input: &[u8],
+    kindergartens: &[Kindergarten],
+    rng: &mut R,
+) -> Result<Vec<(u64, Application)>, ImportErrors> {
     let rows = parse_rows(input, kindergartens)?;
     let mut used = BTreeSet::new();
     let applications = rows
@@ -81,14 +95,17 @@ pub fn import_csv<R: CryptoRng + RngCore>(
                     break code;
                 }
             };
-            Application {
-                app,
-                child_id: row.child_id,
-                child_name: row.child_name,
-                salt: Salt::generate(rng),
-                choices: row.choices,
-                group: row.group,
-            }
+            (
+                row.line,
+                Application {
+                    app,
+                    child_id: row.child_id,
+                    child_name: row.child_name,
+                    salt: Salt::generate(rng),
+                    choices: row.choices,
+                    group: row.group,
+                },
+            )
         })
         .collect();
     Ok(applications)

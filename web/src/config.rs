@@ -49,6 +49,67 @@ pub struct Settings {
     pub hub: HubSettings,
     #[serde(default)]
     pub media: MediaSettings,
+    #[serde(default)]
+    pub draw: DrawSettings,
+    #[serde(default)]
+    pub lookup: LookupSettings,
+}
+
+/// Draw ceremonies: the organiser's signing key, the key that seals children's records,
+/// and how fast a draw is played out on its live event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrawSettings {
+    /// The organiser's Ed25519 key file (`gongkai keys generate`). Unset:
+    /// `<data_dir>/organiser.key`, created on first use with mode 0600.
+    #[serde(default)]
+    pub organiser_key_file: Option<PathBuf>,
+    /// The 32-byte key that seals children's ID numbers and names in the database and
+    /// keys their lookup hashes. Unset: `<data_dir>/records.key`, created on first use
+    /// (0600). Every node of a deployment needs the same file; losing it loses the records.
+    #[serde(default)]
+    pub records_key_file: Option<PathBuf>,
+    /// Milliseconds between two lottery numbers when a draw is played out live (0: all
+    /// at once).
+    #[serde(default = "default_draw_pace_ms")]
+    pub pace_ms: u64,
+}
+
+impl Default for DrawSettings {
+    fn default() -> Self {
+        DrawSettings {
+            organiser_key_file: None,
+            records_key_file: None,
+            pace_ms: default_draw_pace_ms(),
+        }
+    }
+}
+
+fn default_draw_pace_ms() -> u64 {
+    200
+}
+
+/// Parents' result lookups: rate limits per client IP and per child ID number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupSettings {
+    #[serde(default = "default_lookup_per_minute")]
+    pub per_ip_per_minute: u32,
+    #[serde(default = "default_lookup_per_minute")]
+    pub per_child_per_minute: u32,
+}
+
+impl Default for LookupSettings {
+    fn default() -> Self {
+        LookupSettings {
+            per_ip_per_minute: default_lookup_per_minute(),
+            per_child_per_minute: default_lookup_per_minute(),
+        }
+    }
+}
+
+fn default_lookup_per_minute() -> u32 {
+    10
 }
 
 /// WebRTC media (WHIP/WHEP): where peers bind and what they advertise.
@@ -329,6 +390,17 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("GONGKAI_MEDIA_TURN_USERNAME", "media.turn_username"),
     ("GONGKAI_MEDIA_TURN_CREDENTIAL", "media.turn_credential"),
     ("GONGKAI_MEDIA_MAX_SDP_BYTES", "media.max_sdp_bytes"),
+    ("GONGKAI_DRAW_ORGANISER_KEY_FILE", "draw.organiser_key_file"),
+    ("GONGKAI_DRAW_RECORDS_KEY_FILE", "draw.records_key_file"),
+    ("GONGKAI_DRAW_PACE_MS", "draw.pace_ms"),
+    (
+        "GONGKAI_LOOKUP_PER_IP_PER_MINUTE",
+        "lookup.per_ip_per_minute",
+    ),
+    (
+        "GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE",
+        "lookup.per_child_per_minute",
+    ),
 ];
 
 const HARNESS_ENV_PREFIXES: &[&str] = &["GONGKAI_TEST_", "GONGKAI_BIN"];

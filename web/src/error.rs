@@ -38,6 +38,12 @@ pub enum ApiError {
     TooManyRequests { retry_after: Duration },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// 422: a well-formed upload with bad content; `rows` names each bad line and field.
+    #[error("{message}")]
+    InvalidRows {
+        message: String,
+        rows: Vec<serde_json::Value>,
+    },
     /// 500: anything unexpected. Logged once; the client sees a generic message.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -62,6 +68,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InvalidRows { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +87,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::InvalidRows { .. } => "invalid_rows",
             ApiError::Unexpected(_) => "internal",
         }
     }
@@ -110,6 +118,9 @@ impl IntoResponse for ApiError {
         } = &self
         {
             error["field"] = json!(field);
+        }
+        if let ApiError::InvalidRows { rows, .. } = &self {
+            error["rows"] = json!(rows);
         }
         let mut response = (self.status(), axum::Json(json!({ "error": error }))).into_response();
         if let ApiError::TooManyRequests { retry_after } = &self {

@@ -15,6 +15,7 @@
 //! - `telemetry`, `telemetry_metrics`: logs and Prometheus metrics
 
 pub mod auth;
+pub mod ceremony;
 pub mod cli;
 pub mod config;
 pub mod domain;

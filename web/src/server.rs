@@ -51,6 +51,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(node = %hub.node().0, "hub node");
     let local = listener.local_addr()?;
     spawn_housekeeping(state.clone());
+    crate::ceremony::playout::resume_all(&state)
+        .await
+        .context("cannot resume draw play-outs")?;
 
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown({
@@ -141,6 +144,8 @@ fn spawn_housekeeping(state: AppState) {
             }
             state.login_per_ip.prune();
             state.login_per_user.prune();
+            state.ceremony.lookup_per_ip.prune();
+            state.ceremony.lookup_per_child.prune();
         }
     });
 }

@@ -32,6 +32,8 @@ pub struct AppStateInner {
     pub hub: Hub,
     /// WebRTC publishers and viewers (WHIP/WHEP).
     pub sfu: Arc<streaming::sfu::Sfu>,
+    /// Draw ceremonies: keys, lookup limits, parsed transcripts.
+    pub ceremony: crate::ceremony::Ceremony,
 }
 
 impl AppState {
@@ -57,8 +59,10 @@ impl AppState {
         let login_per_user = KeyedLimiter::per_minute(settings.auth.login_per_user_per_minute);
         let login_per_ip = KeyedLimiter::per_minute(settings.auth.login_per_ip_per_minute);
         let sfu = crate::routes::media::sfu_from_settings(&settings.media);
+        let ceremony = crate::ceremony::Ceremony::from_settings(&settings);
         Ok(AppState(Arc::new(AppStateInner {
             sfu,
+            ceremony,
             pages: Pages::new()?,
             metrics: Metrics::install(),
             settings,

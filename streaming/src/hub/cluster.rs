@@ -105,6 +105,9 @@ pub enum Intent {
     Edit {
         event: EventInfo,
     },
+    Draw {
+        update: super::DrawUpdate,
+    },
 }
 
 /// One change to the room, as applied by every node and persisted by the sequencer.
@@ -166,6 +169,10 @@ pub enum Op {
     },
     EventEdited {
         event: EventInfo,
+    },
+    /// A step of a draw's live play-out (`draw.*` broadcasts).
+    Draw {
+        update: super::DrawUpdate,
     },
 }
 

@@ -368,6 +368,78 @@ pub struct Snapshot {
     pub you: You,
 }
 
+/// `draw.seed`: what the seed was computed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrawSeedInfo {
+    pub draw_id: String,
+    pub seed: String,
+    /// The witnesses' secrets (hex), in announcement order.
+    pub reveals: Vec<String>,
+    pub beacon_text: Option<String>,
+    /// How many `draw.number` messages follow.
+    pub units: u64,
+}
+
+/// `draw.admitted`: one kindergarten's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrawAdmittedInfo {
+    pub draw_id: String,
+    pub kg: String,
+    pub name: String,
+    pub seats: u64,
+    pub units: Vec<String>,
+    /// Children admitted (units of multiples count each child).
+    pub children: u64,
+}
+
+/// A step of a draw's live play-out, as the shell hands it to the room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum DrawUpdate {
+    Seed(DrawSeedInfo),
+    Number {
+        draw_id: String,
+        number: u64,
+        unit: String,
+        size: u64,
+    },
+    Admitted(DrawAdmittedInfo),
+    Published {
+        draw_id: String,
+        transcript_hash: String,
+    },
+}
+
+impl DrawUpdate {
+    /// The broadcast for this step with its `seq`.
+    pub fn message(&self, seq: u64) -> ServerMessage {
+        match self.clone() {
+            DrawUpdate::Seed(seed) => ServerMessage::DrawSeed { seq, seed },
+            DrawUpdate::Number {
+                draw_id,
+                number,
+                unit,
+                size,
+            } => ServerMessage::DrawNumber {
+                seq,
+                draw_id,
+                number,
+                unit,
+                size,
+            },
+            DrawUpdate::Admitted(admitted) => ServerMessage::DrawAdmitted { seq, admitted },
+            DrawUpdate::Published {
+                draw_id,
+                transcript_hash,
+            } => ServerMessage::DrawPublished {
+                seq,
+                draw_id,
+                transcript_hash,
+            },
+        }
+    }
+}
+
 /// Every message the server sends. Those with a `seq` are broadcasts in the room's log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -412,6 +484,36 @@ pub enum ServerMessage {
     },
     #[serde(rename = "event.updated")]
     EventUpdated { seq: u64, event: EventInfo },
+    /// A draw ceremony's seed, once computed (the start of the live play-out).
+    #[serde(rename = "draw.seed")]
+    DrawSeed {
+        seq: u64,
+        #[serde(flatten)]
+        seed: DrawSeedInfo,
+    },
+    /// One lottery number, in order: `number` (1-based) went to `unit`.
+    #[serde(rename = "draw.number")]
+    DrawNumber {
+        seq: u64,
+        draw_id: String,
+        number: u64,
+        unit: String,
+        size: u64,
+    },
+    /// One kindergarten's admitted units, in rank order.
+    #[serde(rename = "draw.admitted")]
+    DrawAdmitted {
+        seq: u64,
+        #[serde(flatten)]
+        admitted: DrawAdmittedInfo,
+    },
+    /// The play-out is over; the signed transcript is public.
+    #[serde(rename = "draw.published")]
+    DrawPublished {
+        seq: u64,
+        draw_id: String,
+        transcript_hash: String,
+    },
     /// Sent after replaying missed broadcasts on a `since` reconnect.
     #[serde(rename = "resumed")]
     Resumed { seq: u64, replayed: u64 },
@@ -460,7 +562,11 @@ impl ServerMessage {
             | ServerMessage::QuestionUpvoted { seq, .. }
             | ServerMessage::QuestionAnswered { seq, .. }
             | ServerMessage::EventStatus { seq, .. }
-            | ServerMessage::EventUpdated { seq, .. } => Some(*seq),
+            | ServerMessage::EventUpdated { seq, .. }
+            | ServerMessage::DrawSeed { seq, .. }
+            | ServerMessage::DrawNumber { seq, .. }
+            | ServerMessage::DrawAdmitted { seq, .. }
+            | ServerMessage::DrawPublished { seq, .. } => Some(*seq),
             _ => None,
         }
     }

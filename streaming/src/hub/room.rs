@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::{
-    ChatSettings, ClientFrame, ClientMessage, ConnId, ErrorCode, EventInfo, EventStatus, Frame,
-    Millis, NodeId, ServerMessage, StaffRole, Viewer, ViewerCounts, ViewerId, You,
+    ChatSettings, ClientFrame, ClientMessage, ConnId, DrawUpdate, ErrorCode, EventInfo,
+    EventStatus, Frame, Millis, NodeId, ServerMessage, StaffRole, Viewer, ViewerCounts, ViewerId,
+    You,
     cluster::{Author, BanTarget, BusMessage, Entry, Heartbeat, Intent, Op, Origin},
     moderation::{Ban, Permission, RateLimit, TokenBucket, banned_until, permits},
     parse_client_frame,
@@ -127,6 +128,8 @@ pub enum Input {
     StatusChanged(EventStatus),
     /// The staff API edited the event (title, guests, summary, ...).
     EventEdited(EventInfo),
+    /// A step of a draw's live play-out, broadcast to everyone.
+    Draw(DrawUpdate),
     /// A message from the bus (any node, including echoes of this node's own).
     Bus(BusMessage),
 }
@@ -345,6 +348,7 @@ impl Room {
             Input::Tick => {}
             Input::StatusChanged(status) => self.submit(now, None, Intent::Status { status }),
             Input::EventEdited(event) => self.submit(now, None, Intent::Edit { event }),
+            Input::Draw(update) => self.submit(now, None, Intent::Draw { update }),
             Input::Bus(message) => self.bus(now, message),
         }
         self.drive(now);
@@ -839,7 +843,8 @@ impl Room {
             | Intent::Unban { .. }
             | Intent::Settings { .. }
             | Intent::Status { .. }
-            | Intent::Edit { .. } => {}
+            | Intent::Edit { .. }
+            | Intent::Draw { .. } => {}
         }
         Ok(())
     }
@@ -998,6 +1003,7 @@ impl Room {
                 Op::StatusChanged { status }
             }
             Intent::Edit { event } => Op::EventEdited { event },
+            Intent::Draw { update } => Op::Draw { update },
         };
         self.append(now, origin, op);
     }

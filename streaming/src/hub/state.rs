@@ -224,6 +224,7 @@ impl RoomState {
                     event: event.clone(),
                 })
             }
+            Op::Draw { update } => entry.seq.map(|seq| update.message(seq)),
         }?;
         let seq = entry.seq?;
         let frame = Frame::new(&message);

@@ -359,6 +359,7 @@ fn describe(input: &Input) -> String {
         Input::Tick => "tick".into(),
         Input::StatusChanged(s) => format!("status {s:?}"),
         Input::EventEdited(e) => format!("edited {}", e.title),
+        Input::Draw(u) => format!("draw {u:?}"),
         Input::Bus(m) => format!("bus {}", bus_kind(m)),
     }
 }

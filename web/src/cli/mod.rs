@@ -44,6 +44,11 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [media] turn_username           GONGKAI_MEDIA_TURN_USERNAME     (unset)
   [media] turn_credential         GONGKAI_MEDIA_TURN_CREDENTIAL   (unset; sent to clients in Link headers)
   [media] max_sdp_bytes           GONGKAI_MEDIA_MAX_SDP_BYTES     65536
+  [draw] organiser_key_file       GONGKAI_DRAW_ORGANISER_KEY_FILE <data_dir>/organiser.key (created 0600)
+  [draw] records_key_file         GONGKAI_DRAW_RECORDS_KEY_FILE   <data_dir>/records.key (created 0600)
+  [draw] pace_ms                  GONGKAI_DRAW_PACE_MS            200
+  [lookup] per_ip_per_minute      GONGKAI_LOOKUP_PER_IP_PER_MINUTE 10
+  [lookup] per_child_per_minute   GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE 10
 Unknown keys and invalid values stop the start with an error naming the key (exit 2).";
 
 #[derive(Debug, Parser)]

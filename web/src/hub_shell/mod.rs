@@ -216,6 +216,20 @@ impl Hub {
         }
     }
 
+    /// Broadcasts a draw play-out step in the event's room (opened here if needed, so
+    /// the step is sequenced even when nobody on this node watches).
+    pub async fn draw_update(&self, event: &Event, update: streaming::hub::DrawUpdate) {
+        let mut command = Command::Draw(update);
+        // A room may be retiring as we send; one retry reaches its replacement.
+        for _ in 0..2 {
+            match self.room(event).send(command).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(returned)) => command = returned,
+            }
+        }
+        tracing::warn!(event = %event.id, "draw step not delivered: the room kept closing");
+    }
+
     fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, mpsc::Sender<Command>>> {
         // The lock guards plain map operations that do not panic.
         self.0.rooms.lock().unwrap_or_else(PoisonError::into_inner)

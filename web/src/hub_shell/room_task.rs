@@ -48,6 +48,8 @@ pub enum Command {
     },
     /// The event was edited or changed status (on this node).
     Changed(EventInfo),
+    /// A step of a draw's live play-out.
+    Draw(streaming::hub::DrawUpdate),
 }
 
 /// "The event changed", published by a node that has no room for the event; the
@@ -225,6 +227,7 @@ impl Shell {
                 self.input(Input::Message { conn, frame });
             }
             Command::Changed(info) => self.changed(info),
+            Command::Draw(update) => self.input(Input::Draw(update)),
         }
     }
 

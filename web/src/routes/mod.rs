@@ -6,9 +6,12 @@
 //! - `session`: `/api/v1/session`, `/api/v1/me`
 //! - `tokens`: `/api/v1/tokens`
 //! - `users`: `/api/v1/users` (administrators)
+//! - `draws`: `/api/v1/draws`, the draw ceremony (applications, witnesses, proofs,
+//!   lookups, transcripts, countersignatures)
 //! - `pages`: home, login, staff dashboard
 //! - `media`: WHIP/WHEP (`/whip/{event}`, `/whep/{event}`) and `/api/v1/events/{id}/media`
 
+pub mod draws;
 pub mod events;
 pub mod extract;
 mod health;
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::routes())
         .merge(users::routes())
         .merge(events::routes())
+        .merge(draws::routes())
         .merge(crate::viewer::routes())
         .merge(crate::hub_shell::api_routes())
         .merge(media::api_routes())

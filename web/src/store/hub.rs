@@ -462,7 +462,11 @@ fn seed_question(row: &AnyRow) -> Result<QuestionRecord, sqlx::Error> {
 async fn apply_entry(tx: &mut Transaction<'_, Any>, id: &str, entry: &Entry) -> StoreResult<()> {
     let at = signed(entry.at.0);
     match &entry.op {
-        Op::TermStarted { .. } | Op::StatusChanged { .. } | Op::EventEdited { .. } => {}
+        // Draw steps are stored with the draw (its transcript), not in the event record.
+        Op::TermStarted { .. }
+        | Op::StatusChanged { .. }
+        | Op::EventEdited { .. }
+        | Op::Draw { .. } => {}
         Op::ChatPosted {
             id: message,
             author,

@@ -11,9 +11,11 @@
 //! - `tokens`: personal API tokens (hashed)
 //! - `events`: live events, guests, assigned staff
 //! - `audit`: who did what, when
+//! - `draws`: draw ceremonies, sealed applications, witnesses, the draw audit trail
 //! - `hub`: the live-event hub's writes, room seeds and the event record
 
 mod audit;
+mod draws;
 mod events;
 mod hub;
 mod secrets;
@@ -30,6 +32,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Connection, Executor};
 
 pub use audit::AuditEntry;
+pub use draws::{DrawAuditEntry, DrawRow, StepWrite, StoredApplication, WitnessRow};
 pub use hub::{EventRecord, OfflineAnswer, RecordChat, RecordQuestion, ViewerSample, role_name};
 pub use tokens::ApiTokenInfo;
 pub use users::StaffUser;

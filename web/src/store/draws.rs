@@ -1,0 +1,729 @@
+//! Draw ceremonies: the draw row, its sealed applications, witnesses and audit trail.
+//!
+//! Every lifecycle step is one transaction that also writes its audit entry, and is
+//! conditional on the state it starts from (`WHERE state = $from`): two organisers
+//! pressing the same button produce one step, the other sees `StepRaced`.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{Store, StoreError, StoreResult, is_unique_violation};
+use crate::domain::draw::{DrawSetup, DrawState};
+
+/// A draw as stored.
+#[derive(Debug, Clone)]
+pub struct DrawRow {
+    pub id: String,
+    pub title: String,
+    pub event_id: Option<String>,
+    pub state: DrawState,
+    pub setup: DrawSetup,
+    pub round: i64,
+    pub announcement: Option<String>,
+    pub announcement_hash: Option<String>,
+    pub organiser_key: Option<String>,
+    pub beacon_text: Option<String>,
+    pub transcript: Option<String>,
+    pub transcript_hash: Option<String>,
+    pub countersigned: Option<String>,
+    pub leaves: Option<String>,
+    pub played: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One application as stored: the child's identity only sealed and keyed-hashed.
+#[derive(Debug, Clone)]
+pub struct StoredApplication {
+    pub app: String,
+    pub child_key: String,
+    pub sealed: String,
+    pub choices: String,
+    pub group: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WitnessRow {
+    pub index: i64,
+    pub name: String,
+    pub role: String,
+    pub commitment: Option<String>,
+    #[serde(skip)]
+    pub secret: Option<String>,
+    pub revealed: bool,
+    #[serde(skip)]
+    pub token_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DrawAuditEntry {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// What a step writes besides the new state (unset fields are left alone).
+#[derive(Debug, Default)]
+pub struct StepWrite {
+    pub announcement: Option<String>,
+    pub announcement_hash: Option<String>,
+    pub organiser_key: Option<String>,
+    pub leaves: Option<String>,
+    pub beacon_text: Option<String>,
+    pub transcript: Option<String>,
+    pub transcript_hash: Option<String>,
+    pub countersigned: Option<String>,
+}
+
+const COLUMNS: &str = "id, title, event_id, state, setup, round, announcement, announcement_hash, organiser_key, beacon_text, transcript, transcript_hash, countersigned, leaves, played, created_at, updated_at";
+
+impl Store {
+    pub async fn create_draw(
+        &self,
+        id: &str,
+        title: &str,
+        event_id: Option<&str>,
+        setup: &DrawSetup,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<DrawRow> {
+        let setup_json = serde_json::to_string(setup)
+            .map_err(|e| StoreError::Setup(format!("draw setup: {e}")))?;
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO draws (id, title, event_id, state, setup, round, played, created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, 'draft', $4, 1, 0, $5, $6, $6)",
+        )
+        .bind(id)
+        .bind(title)
+        .bind(event_id)
+        .bind(&setup_json)
+        .bind(actor)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = inserted {
+            return Err(if is_unique_violation(&e) {
+                StoreError::Conflict("a draw with this draw_id")
+            } else {
+                e.into()
+            });
+        }
+        write_witnesses(&mut tx, id, 1, setup).await?;
+        audit(&mut tx, id, actor, "draw.create", title, now).await?;
+        tx.commit().await?;
+        self.draw(id)
+            .await?
+            .ok_or(StoreError::Setup("draw vanished after insert".into()))
+    }
+
+    /// Replaces the draft's settings (only while `draft`).
+    pub async fn update_draw_setup(
+        &self,
+        id: &str,
+        title: &str,
+        event_id: Option<&str>,
+        setup: &DrawSetup,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let setup_json = serde_json::to_string(setup)
+            .map_err(|e| StoreError::Setup(format!("draw setup: {e}")))?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE draws SET title = $1, event_id = $2, setup = $3, updated_at = $4 WHERE id = $5 AND state = 'draft'",
+        )
+        .bind(title)
+        .bind(event_id)
+        .bind(&setup_json)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM draw_witnesses WHERE draw_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        write_witnesses(&mut tx, id, 1, setup).await?;
+        audit(&mut tx, id, actor, "draw.edit", title, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn draw(&self, id: &str) -> StoreResult<Option<DrawRow>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM draws WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(draw_from_row).transpose()
+    }
+
+    pub async fn list_draws(&self) -> StoreResult<Vec<DrawRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM draws ORDER BY created_at DESC LIMIT 500"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(draw_from_row).collect()
+    }
+
+    /// Draws whose live play-out has not finished (resumed at start).
+    pub async fn draws_in_state(&self, state: DrawState) -> StoreResult<Vec<DrawRow>> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM draws WHERE state = $1"))
+            .bind(state.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(draw_from_row).collect()
+    }
+
+    /// Moves `id` from `from` to `to` (`(from, to)`), writing `write` and the audit entry in one
+    /// transaction. `Ok(false)`: the draw was not in `from` (someone else moved it).
+    pub async fn draw_step(
+        &self,
+        id: &str,
+        (from, to): (DrawState, DrawState),
+        write: StepWrite,
+        actor: &str,
+        detail: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE draws SET state = $1, updated_at = $2,
+               announcement = COALESCE($3, announcement),
+               announcement_hash = COALESCE($4, announcement_hash),
+               organiser_key = COALESCE($5, organiser_key),
+               leaves = COALESCE($6, leaves),
+               beacon_text = COALESCE($7, beacon_text),
+               transcript = COALESCE($8, transcript),
+               transcript_hash = COALESCE($9, transcript_hash),
+               countersigned = COALESCE($10, countersigned)
+             WHERE id = $11 AND state = $12",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(write.announcement)
+        .bind(write.announcement_hash)
+        .bind(write.organiser_key)
+        .bind(write.leaves)
+        .bind(write.beacon_text)
+        .bind(write.transcript)
+        .bind(write.transcript_hash)
+        .bind(write.countersigned)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        audit(
+            &mut tx,
+            id,
+            actor,
+            &format!("draw.{}", to.as_str()),
+            detail,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A void draw (a witness did not reveal): a new round with fresh witness slots,
+    /// back to waiting for commitments, the old announcement kept in the audit trail.
+    pub async fn void_draw(
+        &self,
+        draw: &DrawRow,
+        actor: &str,
+        detail: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let round = draw.round + 1;
+        let done = sqlx::query(
+            "UPDATE draws SET state = 'closed', round = $1, announcement = NULL, announcement_hash = NULL,
+               leaves = NULL, updated_at = $2 WHERE id = $3 AND state = 'announced' AND round = $4",
+        )
+        .bind(round)
+        .bind(now)
+        .bind(&draw.id)
+        .bind(draw.round)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        write_witnesses(&mut tx, &draw.id, round, &draw.setup).await?;
+        audit(&mut tx, &draw.id, actor, "draw.void", detail, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn set_draw_played(&self, id: &str, played: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE draws SET played = $1 WHERE id = $2 AND played < $1")
+            .bind(played)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn draw_audit(&self, id: &str) -> StoreResult<Vec<DrawAuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, detail FROM draw_audit WHERE draw_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DrawAuditEntry {
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn draw_audit_entry(
+        &self,
+        id: &str,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        audit(&mut tx, id, actor, action, detail, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // --- applications -------------------------------------------------------------
+
+    /// Inserts applications (one child each) in one transaction, only while the draw is
+    /// `open`. `Err(Conflict)`: a child already has an application (nothing written).
+    /// `Ok(false)`: the draw is not open.
+    pub async fn insert_applications(
+        &self,
+        draw_id: &str,
+        applications: &[StoredApplication],
+        actor: &str,
+        action: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !draw_is_open(&mut tx, draw_id).await? {
+            return Ok(false);
+        }
+        for a in applications {
+            let inserted = sqlx::query(
+                "INSERT INTO draw_applications (draw_id, app, child_key, sealed, choices, grp, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(draw_id)
+            .bind(&a.app)
+            .bind(&a.child_key)
+            .bind(&a.sealed)
+            .bind(&a.choices)
+            .bind(&a.group)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            if let Err(e) = inserted {
+                return Err(if is_unique_violation(&e) {
+                    StoreError::Conflict("an application for this child")
+                } else {
+                    e.into()
+                });
+            }
+        }
+        audit(
+            &mut tx,
+            draw_id,
+            actor,
+            action,
+            &format!("{} application(s)", applications.len()),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Which of `child_keys` already have an application in the draw.
+    pub async fn existing_child_keys(
+        &self,
+        draw_id: &str,
+        child_keys: &[String],
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in child_keys.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT child_key FROM draw_applications WHERE draw_id = $1 AND child_key IN ({})",
+                placeholders.join(",")
+            );
+            let mut query = sqlx::query(&sql).bind(draw_id);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.insert(row.try_get::<String, _>("child_key")?);
+            }
+        }
+        Ok(found)
+    }
+
+    pub async fn application_by_child(
+        &self,
+        draw_id: &str,
+        child_key: &str,
+    ) -> StoreResult<Option<StoredApplication>> {
+        let row = sqlx::query(
+            "SELECT app, child_key, sealed, choices, grp FROM draw_applications WHERE draw_id = $1 AND child_key = $2",
+        )
+        .bind(draw_id)
+        .bind(child_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(application_from_row).transpose()
+    }
+
+    pub async fn application_by_app(
+        &self,
+        draw_id: &str,
+        app: &str,
+    ) -> StoreResult<Option<StoredApplication>> {
+        let row = sqlx::query(
+            "SELECT app, child_key, sealed, choices, grp FROM draw_applications WHERE draw_id = $1 AND app = $2",
+        )
+        .bind(draw_id)
+        .bind(app)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(application_from_row).transpose()
+    }
+
+    pub async fn applications(&self, draw_id: &str) -> StoreResult<Vec<StoredApplication>> {
+        let rows = sqlx::query(
+            "SELECT app, child_key, sealed, choices, grp FROM draw_applications WHERE draw_id = $1 ORDER BY app",
+        )
+        .bind(draw_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(application_from_row).collect()
+    }
+
+    pub async fn application_count(&self, draw_id: &str) -> StoreResult<i64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM draw_applications WHERE draw_id = $1")
+                .bind(draw_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n)
+    }
+
+    /// Changes the choices of every application in `apps` (a child, or a whole group),
+    /// only while the draw is open.
+    pub async fn update_application_choices(
+        &self,
+        draw_id: &str,
+        apps: &[String],
+        choices: &str,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !draw_is_open(&mut tx, draw_id).await? {
+            return Ok(false);
+        }
+        for app in apps {
+            sqlx::query(
+                "UPDATE draw_applications SET choices = $1, updated_at = $2 WHERE draw_id = $3 AND app = $4",
+            )
+            .bind(choices)
+            .bind(now)
+            .bind(draw_id)
+            .bind(app)
+            .execute(&mut *tx)
+            .await?;
+        }
+        audit(
+            &mut tx,
+            draw_id,
+            actor,
+            "application.correct",
+            &format!("{} application(s)", apps.len()),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Withdraws applications (a child, or a whole group), only while the draw is open.
+    pub async fn delete_applications(
+        &self,
+        draw_id: &str,
+        apps: &[String],
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !draw_is_open(&mut tx, draw_id).await? {
+            return Ok(false);
+        }
+        for app in apps {
+            sqlx::query("DELETE FROM draw_applications WHERE draw_id = $1 AND app = $2")
+                .bind(draw_id)
+                .bind(app)
+                .execute(&mut *tx)
+                .await?;
+        }
+        audit(
+            &mut tx,
+            draw_id,
+            actor,
+            "application.withdraw",
+            &format!("{} application(s)", apps.len()),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn group_members(&self, draw_id: &str, group: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT app FROM draw_applications WHERE draw_id = $1 AND grp = $2 ORDER BY app",
+        )
+        .bind(draw_id)
+        .bind(group)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("app")?)).collect()
+    }
+
+    // --- witnesses ----------------------------------------------------------------
+
+    pub async fn witnesses(&self, draw_id: &str, round: i64) -> StoreResult<Vec<WitnessRow>> {
+        let rows = sqlx::query(
+            "SELECT position, name, role, commitment, secret, token_hash FROM draw_witnesses
+             WHERE draw_id = $1 AND round = $2 ORDER BY position",
+        )
+        .bind(draw_id)
+        .bind(round)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let secret: Option<String> = row.try_get("secret")?;
+                Ok(WitnessRow {
+                    index: row.try_get("position")?,
+                    name: row.try_get("name")?,
+                    role: row.try_get("role")?,
+                    commitment: row.try_get("commitment")?,
+                    revealed: secret.is_some(),
+                    secret,
+                    token_hash: row.try_get("token_hash")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets a witness's commitment while the draw is `closed` (before the announcement).
+    pub async fn set_witness_commitment(
+        &self,
+        draw_id: &str,
+        round: i64,
+        index: i64,
+        commitment: &str,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE draw_witnesses SET commitment = $1 WHERE draw_id = $2 AND round = $3 AND position = $4
+               AND EXISTS (SELECT 1 FROM draws WHERE id = $2 AND round = $3 AND state IN ('draft', 'open', 'closed'))",
+        )
+        .bind(commitment)
+        .bind(draw_id)
+        .bind(round)
+        .bind(index)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        audit(
+            &mut tx,
+            draw_id,
+            actor,
+            "witness.commit",
+            &format!("witness {index}: {commitment}"),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Stores a checked reveal while the draw is `announced` (idempotent: the same secret
+    /// again changes nothing).
+    pub async fn set_witness_secret(
+        &self,
+        draw_id: &str,
+        round: i64,
+        index: i64,
+        secret: &str,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE draw_witnesses SET secret = $1 WHERE draw_id = $2 AND round = $3 AND position = $4
+               AND (secret IS NULL OR secret = $1)
+               AND EXISTS (SELECT 1 FROM draws WHERE id = $2 AND round = $3 AND state = 'announced')",
+        )
+        .bind(secret)
+        .bind(draw_id)
+        .bind(round)
+        .bind(index)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        audit(
+            &mut tx,
+            draw_id,
+            actor,
+            "witness.reveal",
+            &format!("witness {index}"),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn set_witness_token(
+        &self,
+        draw_id: &str,
+        round: i64,
+        index: i64,
+        token_hash: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE draw_witnesses SET token_hash = $1 WHERE draw_id = $2 AND round = $3 AND position = $4",
+        )
+        .bind(token_hash)
+        .bind(draw_id)
+        .bind(round)
+        .bind(index)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
+    }
+}
+
+async fn draw_is_open(tx: &mut Transaction<'_, Any>, draw_id: &str) -> StoreResult<bool> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM draws WHERE id = $1")
+        .bind(draw_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(state.as_deref() == Some("open"))
+}
+
+async fn write_witnesses(
+    tx: &mut Transaction<'_, Any>,
+    draw_id: &str,
+    round: i64,
+    setup: &DrawSetup,
+) -> StoreResult<()> {
+    for (i, w) in setup.witnesses.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO draw_witnesses (draw_id, round, position, name, role) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(draw_id)
+        .bind(round)
+        .bind(i as i64)
+        .bind(&w.name)
+        .bind(&w.role)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn audit(
+    tx: &mut Transaction<'_, Any>,
+    draw_id: &str,
+    actor: &str,
+    action: &str,
+    detail: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO draw_audit (draw_id, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(draw_id)
+    .bind(now)
+    .bind(actor)
+    .bind(action)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn draw_from_row(row: &AnyRow) -> StoreResult<DrawRow> {
+    let state: String = row.try_get("state")?;
+    let setup: String = row.try_get("setup")?;
+    Ok(DrawRow {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        event_id: row.try_get("event_id")?,
+        state: DrawState::parse(&state)
+            .ok_or_else(|| StoreError::Setup(format!("unknown draw state {state}")))?,
+        setup: serde_json::from_str(&setup)
+            .map_err(|e| StoreError::Setup(format!("draw setup: {e}")))?,
+        round: row.try_get("round")?,
+        announcement: row.try_get("announcement")?,
+        announcement_hash: row.try_get("announcement_hash")?,
+        organiser_key: row.try_get("organiser_key")?,
+        beacon_text: row.try_get("beacon_text")?,
+        transcript: row.try_get("transcript")?,
+        transcript_hash: row.try_get("transcript_hash")?,
+        countersigned: row.try_get("countersigned")?,
+        leaves: row.try_get("leaves")?,
+        played: row.try_get("played")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn application_from_row(row: &AnyRow) -> StoreResult<StoredApplication> {
+    Ok(StoredApplication {
+        app: row.try_get("app")?,
+        child_key: row.try_get("child_key")?,
+        sealed: row.try_get("sealed")?,
+        choices: row.try_get("choices")?,
+        group: row.try_get("grp")?,
+    })
+}

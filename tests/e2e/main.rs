@@ -9,6 +9,7 @@
 mod support;
 
 mod browser_login;
+mod draw_ceremony;
 mod draw_cli;
 mod event_browser;
 mod foundation;

@@ -90,6 +90,7 @@ pub struct TestApp {
     stderr_path: PathBuf,
     config_path: Option<PathBuf>,
     env: Vec<(String, String)>,
+    launch: Launch,
     // Dropped after the process is gone, in this order.
     _database: Option<TestDatabase>,
     _dir: TempDir,
@@ -126,59 +127,16 @@ impl TestApp {
             std::fs::write(&path, config).expect("write gongkai.toml");
             path
         });
-        let mut command = gongkai_command();
-        command.current_dir(dir.path()).arg("serve");
-        if let Some(path) = &config_path {
-            command.arg("--config").arg(path);
-        }
-        command
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--database-url")
-            .arg(&database_url)
-            .args(&options.args)
-            .envs(options.env.iter().map(|(k, v)| (k, v)));
-
-        let stderr_path = dir.path().join("server.stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
-        command.stdout(Stdio::piped()).stderr(Stdio::from(stderr));
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
-
-        let (lines_tx, lines_rx) = mpsc::channel::<String>();
-        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        // Keeps draining stdout for the life of the process so it never blocks.
-        std::thread::spawn({
-            let stdout_lines = Arc::clone(&stdout_lines);
-            move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if test_log() {
-                        eprintln!("[gongkai stdout] {line}");
-                    }
-                    if let Ok(mut lines) = stdout_lines.lock() {
-                        lines.push(line.clone());
-                    }
-                    let _ = lines_tx.send(line);
-                }
-            }
-        });
-        let wait = tokio::task::spawn_blocking(move || wait_for_listening_line(&lines_rx));
-        let base_url = match wait.await.expect("listening-line waiter") {
-            Ok(url) => url,
-            Err(why) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!(
-                    "gongkai serve did not become ready: {why} (process: {status:?})\n\
-                     --- server stderr ---\n{}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
-            }
+        let launch = Launch {
+            dir: dir.path().to_path_buf(),
+            data_dir: data_dir.clone(),
+            database_url: database_url.clone(),
+            config_path: config_path.clone(),
+            args: options.args.clone(),
+            env: options.env.clone(),
+            stderr_path: dir.path().join("server.stderr.log"),
         };
+        let (child, base_url, stdout_lines) = launch.start(false).await;
 
         let client = reqwest::Client::builder()
             .cookie_store(true)
@@ -194,9 +152,10 @@ impl TestApp {
             database_url,
             process: Some(child),
             stdout: stdout_lines,
-            stderr_path,
+            stderr_path: launch.stderr_path.clone(),
             config_path,
             env: options.env,
+            launch,
             _database: database,
             _dir: dir,
         }
@@ -336,6 +295,99 @@ impl TestApp {
 
     pub fn stderr_path(&self) -> &Path {
         &self.stderr_path
+    }
+}
+
+impl TestApp {
+    /// SIGKILLs the server (no shutdown, nothing flushed) and starts it again on the same
+    /// data directory and database, as a crash and a supervisor restart would.
+    pub async fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (child, base_url, stdout) = self.launch.start(true).await;
+        self.process = Some(child);
+        self.base_url = base_url;
+        self.stdout = stdout;
+    }
+}
+
+/// Everything needed to start (and restart) the server process.
+#[derive(Debug, Clone)]
+struct Launch {
+    dir: PathBuf,
+    data_dir: PathBuf,
+    database_url: String,
+    config_path: Option<PathBuf>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stderr_path: PathBuf,
+}
+
+impl Launch {
+    /// Starts `gongkai serve` and waits for its ready line; `append`: keep the stderr log.
+    async fn start(&self, append: bool) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+        let mut command = gongkai_command();
+        command.current_dir(&self.dir).arg("serve");
+        if let Some(path) = &self.config_path {
+            command.arg("--config").arg(path);
+        }
+        command
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--database-url")
+            .arg(&self.database_url)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+
+        let stderr_path = self.stderr_path.clone();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(&stderr_path)
+            .expect("create stderr log");
+        command.stdout(Stdio::piped()).stderr(Stdio::from(stderr));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
+
+        let (lines_tx, lines_rx) = mpsc::channel::<String>();
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        // Keeps draining stdout for the life of the process so it never blocks.
+        std::thread::spawn({
+            let stdout_lines = Arc::clone(&stdout_lines);
+            move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if test_log() {
+                        eprintln!("[gongkai stdout] {line}");
+                    }
+                    if let Ok(mut lines) = stdout_lines.lock() {
+                        lines.push(line.clone());
+                    }
+                    let _ = lines_tx.send(line);
+                }
+            }
+        });
+        let wait = tokio::task::spawn_blocking(move || wait_for_listening_line(&lines_rx));
+        let base_url = match wait.await.expect("listening-line waiter") {
+            Ok(url) => url,
+            Err(why) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "gongkai serve did not become ready: {why} (process: {status:?})\n\
+                     --- server stderr ---\n{}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+        };
+        (child, base_url, stdout_lines)
     }
 }
 

@@ -50,7 +50,213 @@ both_backends!(
     reopening_is_idempotent_and_newer_schema_is_refused,
     events_roundtrip_and_transitions,
     unknown_staff_leaves_no_half_written_event,
+    draw_steps_are_conditional_and_audited,
+    draw_applications_are_all_or_nothing,
 );
+
+fn draw_setup() -> crate::domain::draw::DrawSetup {
+    let input = serde_json::from_value(serde_json::json!({
+        "draw_id": "d-1", "title": "派位",
+        "kindergartens": [{"code": "A", "name": "甲", "seats": 1}],
+        "mechanism": "deferred-acceptance", "multiples": "whole-or-skip",
+        "witnesses": [{"name": "公证员", "role": "notary"}, {"name": "家长", "role": "parent"}],
+        "draw_time": "2027-06-18T09:30:00Z"
+    }))
+    .unwrap();
+    crate::domain::draw::DrawDraft::parse(input, None)
+        .unwrap()
+        .setup
+}
+
+fn stored(app: &str, child_key: &str) -> StoredApplication {
+    StoredApplication {
+        app: app.into(),
+        child_key: child_key.into(),
+        sealed: "sealed".into(),
+        choices: r#"[{"kg":"A","class":1}]"#.into(),
+        group: String::new(),
+    }
+}
+
+async fn draw_steps_are_conditional_and_audited(store: &Store) {
+    use crate::domain::draw::DrawState::*;
+    let draw = store
+        .create_draw("d-1", "派位", None, &draw_setup(), "org", 1)
+        .await
+        .unwrap();
+    assert_eq!(draw.state, Draft);
+    assert!(matches!(
+        store
+            .create_draw("d-1", "again", None, &draw_setup(), "org", 2)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store
+            .draw_step("d-1", (Draft, Open), StepWrite::default(), "org", "", 3)
+            .await
+            .unwrap()
+    );
+    // The second press of the same button finds the draw moved on.
+    assert!(
+        !store
+            .draw_step("d-1", (Draft, Open), StepWrite::default(), "org2", "", 4)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .draw_step("d-1", (Open, Closed), StepWrite::default(), "org", "", 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_witness_commitment("d-1", 1, 0, "c0", "org", 6)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_witness_commitment("d-1", 1, 7, "c7", "org", 6)
+            .await
+            .unwrap()
+    );
+    let write = StepWrite {
+        announcement: Some("{}".into()),
+        leaves: Some("[]".into()),
+        ..StepWrite::default()
+    };
+    assert!(
+        store
+            .draw_step("d-1", (Closed, Announced), write, "org", "", 7)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_witness_commitment("d-1", 1, 1, "late", "org", 8)
+            .await
+            .unwrap(),
+        "commitments are fixed once announced"
+    );
+    assert!(
+        store
+            .set_witness_secret("d-1", 1, 0, "s0", "w", 9)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_witness_secret("d-1", 1, 0, "s0", "w", 9)
+            .await
+            .unwrap(),
+        "the same reveal again is fine"
+    );
+    assert!(
+        !store
+            .set_witness_secret("d-1", 1, 0, "other", "w", 9)
+            .await
+            .unwrap(),
+        "a reveal never changes"
+    );
+    // Witness 1 never reveals: the draw is void and goes to a new round.
+    let draw = store.draw("d-1").await.unwrap().unwrap();
+    assert!(
+        store
+            .void_draw(&draw, "org", "no reveal", 10)
+            .await
+            .unwrap()
+    );
+    let draw = store.draw("d-1").await.unwrap().unwrap();
+    assert_eq!(
+        (draw.state, draw.round, draw.announcement.clone()),
+        (Closed, 2, None)
+    );
+    let witnesses = store.witnesses("d-1", 2).await.unwrap();
+    assert!(
+        witnesses
+            .iter()
+            .all(|w| w.commitment.is_none() && !w.revealed)
+    );
+    let actions: Vec<String> = store
+        .draw_audit("d-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "draw.create",
+            "draw.open",
+            "draw.closed",
+            "witness.commit",
+            "draw.announced",
+            "witness.reveal",
+            "witness.reveal",
+            "draw.void"
+        ]
+    );
+}
+
+async fn draw_applications_are_all_or_nothing(store: &Store) {
+    use crate::domain::draw::DrawState::*;
+    store
+        .create_draw("d-1", "派位", None, &draw_setup(), "org", 1)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .insert_applications("d-1", &[stored("AAAAAAAAAA", "k1")], "p", "a", 2)
+            .await
+            .unwrap(),
+        "a draft takes no applications"
+    );
+    store
+        .draw_step("d-1", (Draft, Open), StepWrite::default(), "org", "", 3)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .insert_applications("d-1", &[stored("AAAAAAAAAA", "k1")], "p", "a", 4)
+            .await
+            .unwrap()
+    );
+    let batch = [stored("BBBBBBBBBB", "k2"), stored("CCCCCCCCCC", "k1")];
+    assert!(matches!(
+        store.insert_applications("d-1", &batch, "p", "a", 5).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.application_count("d-1").await.unwrap(),
+        1,
+        "nothing of the bad batch stays"
+    );
+    let existing = store
+        .existing_child_keys("d-1", &["k1".into(), "k9".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        existing.into_iter().collect::<Vec<_>>(),
+        vec!["k1".to_string()]
+    );
+    assert!(
+        store
+            .application_by_child("d-1", "k1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .delete_applications("d-1", &["AAAAAAAAAA".into()], "p", 6)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.application_count("d-1").await.unwrap(), 0);
+}
 
 async fn users_roundtrip_with_roles(store: &Store) {
     let user = store

@@ -953,6 +953,14 @@ async fn the_whole_ceremony_over_the_api() {
         .find(|s| s["role"] == "notary")
         .unwrap()
         .clone();
+    assert!(
+        countersigned.stdout.contains(&format!(
+            "signature:        {}",
+            notary_sig["signature"].as_str().unwrap()
+        )),
+        "the CLI prints what the notary uploads: {}",
+        countersigned.stdout
+    );
     let mut forged = notary_sig.clone();
     forged["signature"] = json!("00".repeat(64));
     let countersign_path = format!("/api/v1/draws/{draw_id}/countersignature");
@@ -1068,13 +1076,21 @@ async fn a_killed_server_continues_the_draw_with_identical_bytes() {
         base: app.base_url.clone(),
         ..api.clone()
     };
-    let (status, body) = s.organiser.post("/api/v1/draws", draw_body(draw_id, &event_id, false)).await;
+    let (status, body) = s
+        .organiser
+        .post("/api/v1/draws", draw_body(draw_id, &event_id, false))
+        .await;
     assert_eq!(status, 201, "{body}");
     app.kill_and_restart().await;
     let org = api(&app, &s.organiser);
     assert_eq!(state_of(&org, draw_id).await, "draft");
 
-    assert_eq!(org.post(&format!("/api/v1/draws/{draw_id}/open"), json!({})).await.0, 200);
+    assert_eq!(
+        org.post(&format!("/api/v1/draws/{draw_id}/open"), json!({}))
+            .await
+            .0,
+        200
+    );
     app.kill_and_restart().await;
     let org = api(&app, &s.organiser);
     assert_eq!(state_of(&org, draw_id).await, "open");
@@ -1083,7 +1099,11 @@ async fn a_killed_server_continues_the_draw_with_identical_bytes() {
         let (status, body) = api(&app, &s.public)
             .post(
                 &format!("/api/v1/draws/{draw_id}/applications"),
-                application(n, &format!("孩子{n}"), json!([{"kg": "KG-A", "class": 1}, {"kg": "KG-B", "class": n % 2 + 1}])),
+                application(
+                    n,
+                    &format!("孩子{n}"),
+                    json!([{"kg": "KG-A", "class": 1}, {"kg": "KG-B", "class": n % 2 + 1}]),
+                ),
             )
             .await;
         assert_eq!(status, 201, "{body}");
@@ -1096,9 +1116,12 @@ async fn a_killed_server_continues_the_draw_with_identical_bytes() {
     );
     let (status, body, _) = org
         .send(
-            org.request(reqwest::Method::POST, &format!("/api/v1/draws/{draw_id}/applications/import"))
-                .header("content-type", "text/csv")
-                .body(csv),
+            org.request(
+                reqwest::Method::POST,
+                &format!("/api/v1/draws/{draw_id}/applications/import"),
+            )
+            .header("content-type", "text/csv")
+            .body(csv),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -1107,7 +1130,12 @@ async fn a_killed_server_continues_the_draw_with_identical_bytes() {
     let (_, draw) = org.get(&format!("/api/v1/draws/{draw_id}")).await;
     assert_eq!(draw["applications"], 7, "{draw}");
 
-    assert_eq!(org.post(&format!("/api/v1/draws/{draw_id}/close"), json!({})).await.0, 200);
+    assert_eq!(
+        org.post(&format!("/api/v1/draws/{draw_id}/close"), json!({}))
+            .await
+            .0,
+        200
+    );
     for (index, byte) in [(0, 1u8), (1, 2u8)] {
         let (status, body) = org
             .post(
@@ -1121,26 +1149,45 @@ async fn a_killed_server_continues_the_draw_with_identical_bytes() {
     let org = api(&app, &s.organiser);
     let (_, draw) = org.get(&format!("/api/v1/draws/{draw_id}")).await;
     assert_eq!(draw["state"], "closed");
-    assert_eq!(draw["witnesses"][1]["commitment"], json!(commitment(draw_id, &secret(2))));
+    assert_eq!(
+        draw["witnesses"][1]["commitment"],
+        json!(commitment(draw_id, &secret(2)))
+    );
 
     // Killed while announcing: announced completely or not at all.
     kill_during(
         &mut app,
-        org.request(reqwest::Method::POST, &format!("/api/v1/draws/{draw_id}/announce")).json(&json!({})),
+        org.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/draws/{draw_id}/announce"),
+        )
+        .json(&json!({})),
         Duration::from_millis(15),
     )
     .await;
     let org = api(&app, &s.organiser);
     match state_of(&org, draw_id).await.as_str() {
-        "closed" => assert_eq!(org.post(&format!("/api/v1/draws/{draw_id}/announce"), json!({})).await.0, 200),
+        "closed" => assert_eq!(
+            org.post(&format!("/api/v1/draws/{draw_id}/announce"), json!({}))
+                .await
+                .0,
+            200
+        ),
         "announced" => {}
         other => panic!("unexpected state {other}"),
     }
-    let (status, announcement) = org.get_text(&format!("/api/v1/draws/{draw_id}/announcement")).await;
+    let (status, announcement) = org
+        .get_text(&format!("/api/v1/draws/{draw_id}/announcement"))
+        .await;
     assert_eq!(status, 200);
     app.kill_and_restart().await;
     let org = api(&app, &s.organiser);
-    assert_eq!(org.get_text(&format!("/api/v1/draws/{draw_id}/announcement")).await.1, announcement);
+    assert_eq!(
+        org.get_text(&format!("/api/v1/draws/{draw_id}/announcement"))
+            .await
+            .1,
+        announcement
+    );
 
     for (index, byte) in [(0, 1u8), (1, 2u8)] {
         let (status, body) = org
@@ -1154,37 +1201,69 @@ async fn a_killed_server_continues_the_draw_with_identical_bytes() {
     app.kill_and_restart().await;
     let org = api(&app, &s.organiser);
     let (_, draw) = org.get(&format!("/api/v1/draws/{draw_id}")).await;
-    assert!(draw["witnesses"].as_array().unwrap().iter().all(|w| w["revealed"] == true), "{draw}");
+    assert!(
+        draw["witnesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["revealed"] == true),
+        "{draw}"
+    );
 
     // Killed while drawing, then again during the live play-out.
     kill_during(
         &mut app,
-        org.request(reqwest::Method::POST, &format!("/api/v1/draws/{draw_id}/draw")).json(&json!({})),
+        org.request(
+            reqwest::Method::POST,
+            &format!("/api/v1/draws/{draw_id}/draw"),
+        )
+        .json(&json!({})),
         Duration::from_millis(15),
     )
     .await;
     let org = api(&app, &s.organiser);
     if state_of(&org, draw_id).await == "announced" {
-        let (status, body) = org.post(&format!("/api/v1/draws/{draw_id}/draw"), json!({})).await;
+        let (status, body) = org
+            .post(&format!("/api/v1/draws/{draw_id}/draw"), json!({}))
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(state_of(&org, draw_id).await, "drawn", "still playing out when killed");
+    assert_eq!(
+        state_of(&org, draw_id).await,
+        "drawn",
+        "still playing out when killed"
+    );
     app.kill_and_restart().await;
-    assert!(app.stderr().contains("resuming draw play-out"), "the restarted server resumes");
+    assert!(
+        app.stderr().contains("resuming draw play-out"),
+        "the restarted server resumes"
+    );
     let public = api(&app, &s.public);
     wait_for_state(&public, draw_id, "published").await;
-    let (status, served) = public.get_text(&format!("/api/v1/draws/{draw_id}/transcript")).await;
+    let (status, served) = public
+        .get_text(&format!("/api/v1/draws/{draw_id}/transcript"))
+        .await;
     assert_eq!(status, 200);
 
     // What a run without any crash gives: the same inputs, drawn and signed afresh.
-    let (status, private) = api(&app, &s.notary).get_text(&format!("/api/v1/draws/{draw_id}/private")).await;
+    let (status, private) = api(&app, &s.notary)
+        .get_text(&format!("/api/v1/draws/{draw_id}/private"))
+        .await;
     assert_eq!(status, 200);
-    let mut applications = lottery::PrivateFile::parse(private.as_bytes()).expect("private file").applications;
+    let mut applications = lottery::PrivateFile::parse(private.as_bytes())
+        .expect("private file")
+        .applications;
     let committed = lottery::commit::commit(&mut applications).expect("commits");
-    let signed_announcement: lottery::SignedAnnouncement = serde_json::from_str(&announcement).expect("announcement");
-    assert_eq!(signed_announcement.announcement.applications, committed.tree_head);
-    let organiser = lottery::KeyFile::parse(&std::fs::read(app.data_dir.join("organiser.key")).unwrap()).unwrap();
+    let signed_announcement: lottery::SignedAnnouncement =
+        serde_json::from_str(&announcement).expect("announcement");
+    assert_eq!(
+        signed_announcement.announcement.applications,
+        committed.tree_head
+    );
+    let organiser =
+        lottery::KeyFile::parse(&std::fs::read(app.data_dir.join("organiser.key")).unwrap())
+            .unwrap();
     let drawn = lottery::draw::run_observed(
         lottery::DrawInputs {
             announcement: signed_announcement.announcement,
@@ -1202,12 +1281,36 @@ async fn a_killed_server_continues_the_draw_with_identical_bytes() {
         lottery::signature::Signed::Transcript,
         &drawn.hash,
     );
-    let expected = lottery::transcript::signed_transcript_json(&drawn.canonical.to_vec(), &[signature]);
-    assert_eq!(served.as_bytes(), expected.as_slice(), "the transcript is byte for byte a crash-free run's");
+    let expected =
+        lottery::transcript::signed_transcript_json(&drawn.canonical.to_vec(), &[signature]);
+    assert_eq!(
+        served.as_bytes(),
+        expected.as_slice(),
+        "the transcript is byte for byte a crash-free run's"
+    );
 
-    let (_, audit) = api(&app, &s.notary).get(&format!("/api/v1/draws/{draw_id}/audit")).await;
-    let count = |action: &str| audit["entries"].as_array().unwrap().iter().filter(|e| e["action"] == action).count();
-    assert_eq!((count("draw.announced"), count("draw.drawn"), count("draw.published")), (1, 1, 1), "{audit}");
-    let (_, progress) = public.get(&format!("/api/v1/draws/{draw_id}/progress")).await;
+    let (_, audit) = api(&app, &s.notary)
+        .get(&format!("/api/v1/draws/{draw_id}/audit"))
+        .await;
+    let count = |action: &str| {
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == action)
+            .count()
+    };
+    assert_eq!(
+        (
+            count("draw.announced"),
+            count("draw.drawn"),
+            count("draw.published")
+        ),
+        (1, 1, 1),
+        "{audit}"
+    );
+    let (_, progress) = public
+        .get(&format!("/api/v1/draws/{draw_id}/progress"))
+        .await;
     assert_eq!(progress["played"], progress["total"]);
 }

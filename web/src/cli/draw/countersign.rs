@@ -44,18 +44,23 @@ pub(crate) fn run(
         }
         return Ok(());
     }
-    signed.signatures.push(Signature::sign(
+    let notary = Signature::sign(
         key.signing_key(),
         Role::Notary,
         Signed::Transcript,
         &summary.transcript_hash,
-    ));
+    );
+    let signature_hex = hex::encode(notary.signature);
+    signed.signatures.push(notary);
     let transcript_json = signed.transcript.canonical_json();
     let (head, tail) = signed_transcript_frame(&signed.signatures);
     files::write_replace_parts(target, &[&head, &transcript_json, tail])?;
     println!("valid");
     println!("transcript hash:  {}", summary.transcript_hash);
     println!("countersigned by notary {}", hex::encode(public_key));
+    // What the notary pastes into the countersignature form (or POSTs to the API).
+    println!("public key:       {}", hex::encode(public_key));
+    println!("signature:        {signature_hex}");
     println!("wrote {}", target.display());
     Ok(())
 }

@@ -22,6 +22,10 @@ CREATE TABLE draws (
     leaves              TEXT,
     -- How many play-out steps have been shown on the live event.
     played              BIGINT  NOT NULL DEFAULT 0,
+    -- Which node plays the draw out, and when it last said so (a lease: another node
+    -- takes over when it goes stale).
+    playout_node        TEXT,
+    playout_heartbeat   BIGINT,
     created_by          TEXT    NOT NULL,
     created_at          BIGINT  NOT NULL,
     updated_at          BIGINT  NOT NULL

@@ -54,6 +54,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     crate::ceremony::playout::resume_all(&state)
         .await
         .context("cannot resume draw play-outs")?;
+    crate::ceremony::playout::spawn_watchdog(state.clone());
 
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown({

@@ -14,6 +14,7 @@ pub mod playout;
 pub mod records;
 pub mod steps;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -35,6 +36,11 @@ pub struct Ceremony {
     pub lookup_per_child: KeyedLimiter,
     pub cache: DrawCache,
     pub pace: Duration,
+    /// Draws this process is playing out right now.
+    playing: Mutex<HashSet<String>>,
+    /// Who holds play-out leases: stable across restarts of this installation (host and
+    /// data directory), so a restarted server resumes its own play-out at once.
+    pub owner: String,
 }
 
 impl std::fmt::Debug for Ceremony {
@@ -45,6 +51,14 @@ impl std::fmt::Debug for Ceremony {
             .field("pace", &self.pace)
             .finish_non_exhaustive()
     }
+}
+
+fn lease_owner(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("{}:{}", host.trim(), dir.display())
 }
 
 impl Ceremony {
@@ -65,7 +79,31 @@ impl Ceremony {
             lookup_per_child: KeyedLimiter::per_minute(settings.lookup.per_child_per_minute),
             cache: DrawCache::default(),
             pace: Duration::from_millis(draw.pace_ms),
+            playing: Mutex::new(HashSet::new()),
+            owner: lease_owner(&settings.data_dir),
         }
+    }
+
+    /// Marks `draw_id` as played by this process; false if it already is.
+    pub fn start_playing(&self, draw_id: &str) -> bool {
+        self.playing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(draw_id.to_owned())
+    }
+
+    pub fn stop_playing(&self, draw_id: &str) {
+        self.playing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(draw_id);
+    }
+
+    pub fn is_playing(&self, draw_id: &str) -> bool {
+        self.playing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(draw_id)
     }
 
     /// The organiser's signing key, read (or created) on first use.

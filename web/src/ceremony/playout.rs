@@ -17,8 +17,10 @@ use crate::domain::event::EventId;
 use crate::state::AppState;
 use crate::store::{StepWrite, now_ms};
 
-/// Progress is stored every this many steps (and at the end).
-const SAVE_EVERY: usize = 25;
+/// Progress is stored (and the lease renewed) at least this often.
+const SAVE_EVERY: Duration = Duration::from_millis(500);
+/// A play-out lease not renewed for this long is taken over by another node.
+const LEASE: Duration = Duration::from_secs(15);
 
 /// The play-out steps of a transcript, in order (publication not included).
 pub fn steps(signed: &SignedTranscript) -> Vec<DrawUpdate> {
@@ -84,20 +86,54 @@ pub fn unit_sizes(signed: &SignedTranscript) -> HashMap<AppCode, u64> {
 
 /// Starts (or resumes) the play-out of a drawn draw in the background.
 pub fn spawn(state: AppState, draw_id: String) {
+    if !state.ceremony.start_playing(&draw_id) {
+        return;
+    }
     tokio::spawn(async move {
         if let Err(error) = run(&state, &draw_id).await {
             tracing::error!(draw = %draw_id, error = ?error, "draw play-out failed");
         }
+        state.ceremony.stop_playing(&draw_id);
     });
 }
 
-/// At start: resumes every draw whose play-out did not finish.
+/// At start and then periodically: resumes every draw whose play-out did not finish and
+/// that no live node is playing (a node that died mid-play-out loses its lease).
 pub async fn resume_all(state: &AppState) -> anyhow::Result<()> {
+    let now = now_ms();
+    let stale_before = now - i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
     for draw in state.store.draws_in_state(DrawState::Drawn).await? {
-        tracing::info!(draw = %draw.id, played = draw.played, "resuming draw play-out");
-        spawn(state.clone(), draw.id);
+        let mine = draw.playout_node.as_deref() == Some(node(state));
+        let orphaned = draw.playout_node.is_none()
+            || draw.playout_heartbeat.is_none_or(|t| t < stale_before)
+            || (mine && !state.ceremony.is_playing(&draw.id));
+        if orphaned {
+            tracing::info!(draw = %draw.id, played = draw.played, "resuming draw play-out");
+            spawn(state.clone(), draw.id);
+        }
     }
     Ok(())
+}
+
+fn node(state: &AppState) -> &str {
+    &state.ceremony.owner
+}
+
+/// Looks for orphaned play-outs every few seconds (another node may have died).
+pub fn spawn_watchdog(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = state.shutdown.cancelled() => return,
+            }
+            if let Err(error) = resume_all(&state).await {
+                tracing::warn!(error = ?error, "draw play-out check failed");
+            }
+        }
+    });
 }
 
 async fn run(state: &AppState, draw_id: &str) -> anyhow::Result<()> {
@@ -105,6 +141,15 @@ async fn run(state: &AppState, draw_id: &str) -> anyhow::Result<()> {
         return Ok(());
     };
     if draw.state != DrawState::Drawn {
+        return Ok(());
+    }
+    let stale_before = now_ms() - i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+    if !state
+        .store
+        .claim_playout(draw_id, node(state), now_ms(), stale_before)
+        .await?
+    {
+        tracing::debug!(draw = %draw_id, "another node plays this draw out");
         return Ok(());
     }
     let (Some(transcript), Some(hash)) = (&draw.transcript, &draw.transcript_hash) else {
@@ -120,9 +165,13 @@ async fn run(state: &AppState, draw_id: &str) -> anyhow::Result<()> {
     let steps = steps(&signed);
     let pace = state.ceremony.pace;
     let start = usize::try_from(draw.played).unwrap_or(0).min(steps.len());
+    let mut saved = tokio::time::Instant::now();
     for (i, step) in steps.iter().enumerate().skip(start) {
         if state.shutdown.is_cancelled() {
-            state.store.set_draw_played(draw_id, i as i64).await?;
+            state
+                .store
+                .set_draw_played(draw_id, i as i64, node(state), now_ms())
+                .await?;
             return Ok(());
         }
         if let Some(event) = &event {
@@ -140,13 +189,17 @@ async fn run(state: &AppState, draw_id: &str) -> anyhow::Result<()> {
                 }
             }
         }
-        if (i + 1) % SAVE_EVERY == 0 {
-            state.store.set_draw_played(draw_id, i as i64 + 1).await?;
+        if saved.elapsed() >= SAVE_EVERY || !pace.is_zero() {
+            state
+                .store
+                .set_draw_played(draw_id, i as i64 + 1, node(state), now_ms())
+                .await?;
+            saved = tokio::time::Instant::now();
         }
     }
     state
         .store
-        .set_draw_played(draw_id, steps.len() as i64)
+        .set_draw_played(draw_id, steps.len() as i64, node(state), now_ms())
         .await?;
     let published = state
         .store

@@ -28,6 +28,8 @@ pub struct DrawRow {
     pub countersigned: Option<String>,
     pub leaves: Option<String>,
     pub played: i64,
+    pub playout_node: Option<String>,
+    pub playout_heartbeat: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -76,7 +78,7 @@ pub struct StepWrite {
     pub countersigned: Option<String>,
 }
 
-const COLUMNS: &str = "id, title, event_id, state, setup, round, announcement, announcement_hash, organiser_key, beacon_text, transcript, transcript_hash, countersigned, leaves, played, created_at, updated_at";
+const COLUMNS: &str = "id, title, event_id, state, setup, round, announcement, announcement_hash, organiser_key, beacon_text, transcript, transcript_hash, countersigned, leaves, played, playout_node, playout_heartbeat, created_at, updated_at";
 
 impl Store {
     pub async fn create_draw(
@@ -267,13 +269,49 @@ impl Store {
         Ok(true)
     }
 
-    pub async fn set_draw_played(&self, id: &str, played: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE draws SET played = $1 WHERE id = $2 AND played < $1")
-            .bind(played)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    /// Records play-out progress and renews `node`'s lease on it.
+    pub async fn set_draw_played(
+        &self,
+        id: &str,
+        played: i64,
+        node: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE draws SET played = CASE WHEN played < $1 THEN $1 ELSE played END, playout_heartbeat = $2
+             WHERE id = $3 AND playout_node = $4",
+        )
+        .bind(played)
+        .bind(now)
+        .bind(id)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// Takes the play-out of a drawn draw for `node`: when nobody has it, this node
+    /// already has it, or its holder has not renewed the lease since `stale_before`.
+    pub async fn claim_playout(
+        &self,
+        id: &str,
+        node: &str,
+        now: i64,
+        stale_before: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE draws SET playout_node = $1, playout_heartbeat = $2
+             WHERE id = $3 AND state = 'drawn'
+               AND (playout_node IS NULL OR playout_node = $1 OR playout_heartbeat < $4)",
+        )
+        .bind(node)
+        .bind(now)
+        .bind(id)
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
     }
 
     pub async fn draw_audit(&self, id: &str) -> StoreResult<Vec<DrawAuditEntry>> {
@@ -713,6 +751,8 @@ fn draw_from_row(row: &AnyRow) -> StoreResult<DrawRow> {
         countersigned: row.try_get("countersigned")?,
         leaves: row.try_get("leaves")?,
         played: row.try_get("played")?,
+        playout_node: row.try_get("playout_node")?,
+        playout_heartbeat: row.try_get("playout_heartbeat")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

@@ -52,7 +52,53 @@ both_backends!(
     unknown_staff_leaves_no_half_written_event,
     draw_steps_are_conditional_and_audited,
     draw_applications_are_all_or_nothing,
+    playout_lease_goes_to_one_node,
 );
+
+async fn playout_lease_goes_to_one_node(store: &Store) {
+    use crate::domain::draw::DrawState::*;
+    store
+        .create_draw("d-1", "派位", None, &draw_setup(), "org", 1)
+        .await
+        .unwrap();
+    assert!(
+        !store.claim_playout("d-1", "a", 10, 0).await.unwrap(),
+        "only drawn draws play out"
+    );
+    for (from, to) in [
+        (Draft, Open),
+        (Open, Closed),
+        (Closed, Announced),
+        (Announced, Drawn),
+    ] {
+        store
+            .draw_step("d-1", (from, to), StepWrite::default(), "org", "", 2)
+            .await
+            .unwrap();
+    }
+    assert!(store.claim_playout("d-1", "a", 10, 0).await.unwrap());
+    assert!(
+        !store.claim_playout("d-1", "b", 11, 0).await.unwrap(),
+        "a live lease is kept"
+    );
+    assert!(
+        store.claim_playout("d-1", "a", 12, 0).await.unwrap(),
+        "the holder renews"
+    );
+    store.set_draw_played("d-1", 5, "a", 20).await.unwrap();
+    store.set_draw_played("d-1", 3, "a", 21).await.unwrap();
+    store.set_draw_played("d-1", 9, "b", 22).await.unwrap();
+    let draw = store.draw("d-1").await.unwrap().unwrap();
+    assert_eq!(
+        (draw.played, draw.playout_heartbeat),
+        (5, Some(21)),
+        "progress never goes back; strangers write nothing"
+    );
+    assert!(
+        store.claim_playout("d-1", "b", 40, 30).await.unwrap(),
+        "a stale lease is taken over"
+    );
+}
 
 fn draw_setup() -> crate::domain::draw::DrawSetup {
     let input = serde_json::from_value(serde_json::json!({

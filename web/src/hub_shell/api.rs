@@ -51,7 +51,11 @@ async fn connect(
     ClientIp(ip): ClientIp,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let event = public_event(&state, &id).await?;
+    let event = match EventId::parse(&id).and_then(|id| state.hub.open_event(&id)) {
+        // A room is open here: it follows the event's changes itself.
+        Some(event) if event.status != EventStatus::Cancelled => Event::clone(&event),
+        _ => public_event(&state, &id).await?,
+    };
     let since = parse_since(query.as_deref())?;
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,

@@ -59,6 +59,10 @@ pub struct HubInner {
     store: Store,
     options: HubOptions,
     rooms: Mutex<HashMap<EventId, mpsc::Sender<Command>>>,
+    /// The event of each open room, as this node last saw it: a WebSocket upgrade for a
+    /// room that is already open needs no database read (at tens of thousands of
+    /// connects per minute those reads exhausted the pool).
+    events: Mutex<HashMap<EventId, Arc<Event>>>,
     next_conn: AtomicU64,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -120,6 +124,7 @@ impl Hub {
             store,
             options,
             rooms: Mutex::new(HashMap::new()),
+            events: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             shutdown,
             tasks: TaskTracker::new(),
@@ -157,6 +162,8 @@ impl Hub {
         }
         let (tx, rx) = mpsc::channel(ROOM_QUEUE);
         rooms.insert(event.id.clone(), tx.clone());
+        self.lock_events()
+            .insert(event.id.clone(), Arc::new(event.clone()));
         self.0
             .tasks
             .spawn(room_task::run(self.clone(), event.clone(), rx));
@@ -180,6 +187,7 @@ impl Hub {
         }
         // The entry is this room's: a replacement is only opened after it is gone.
         rooms.remove(event);
+        self.lock_events().remove(event);
         drop(rooms);
         rx.close();
         while rx.try_recv().is_ok() {}
@@ -190,10 +198,20 @@ impl Hub {
         ConnId(self.0.next_conn.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// The event of a room open on this node, if there is one (no database read).
+    pub fn open_event(&self, id: &EventId) -> Option<Arc<Event>> {
+        let rooms = self.lock_rooms();
+        rooms.get(id).filter(|r| !r.is_closed())?;
+        self.lock_events().get(id).cloned()
+    }
+
     /// Feeds the change to this node's room, or (no room here) tells the other nodes.
     pub fn event_changed(&self, event: &Event) {
         tracing::debug!(event = %event.id, status = %event.status, "event changed");
         let info = event_info(event);
+        if let Some(slot) = self.lock_events().get_mut(&event.id) {
+            *slot = Arc::new(event.clone());
+        }
         if let Some(room) = self.existing_room(&event.id) {
             let event_id = event.id.clone();
             tokio::spawn(async move {
@@ -228,6 +246,10 @@ impl Hub {
             }
         }
         tracing::warn!(event = %event.id, "draw step not delivered: the room kept closing");
+    }
+
+    fn lock_events(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, Arc<Event>>> {
+        self.0.events.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, mpsc::Sender<Command>>> {

@@ -118,7 +118,8 @@ class Reader {
         if (c === "[") return "an array";
         if (c === "n") return "null";
         if (c === "t" || c === "f") return "a boolean";
-        return "a number";
+        if (c === "-" || (c >= "0" && c <= "9")) return "a number";
+        return "an invalid character";
     }
 
     string(path) {

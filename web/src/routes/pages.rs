@@ -232,7 +232,9 @@ async fn verify_page(
     let ctx = context! { user, csrf_token, draw_id };
     (
         jar,
-        state.pages.respond(StatusCode::OK, "verify.html", lang, ctx),
+        state
+            .pages
+            .respond(StatusCode::OK, "verify.html", lang, ctx),
     )
         .into_response()
 }

@@ -18,6 +18,8 @@
 //   leafHash(leaf) -> Uint8Array         H(0x00 || JCS(leaf)), the RFC 6962 leaf hash
 //   nodeHash(left, right) -> Uint8Array  H(0x01 || left || right)
 //   merkleRoot(leafHashes) -> Uint8Array RFC 6962 Merkle Tree Hash (MTH({}) = H(""))
+//   merkleRootFlat(flat, n) -> Uint8Array the same over n hashes stored back to back
+//   sha256Into(bytes, start, end, out, outAt)  SHA-256 of a range, written into `out`
 //   verifyInclusion(leafHash, leafIndex, treeSize, auditPath, root) -> boolean
 //                                        RFC 9162 section 2.1.3.2. Takes exactly the fields
 //                                        of POST /api/v1/draws/{id}/proof: leaf_index,
@@ -121,101 +123,124 @@ const K = new Int32Array([
     0xc67178f2,
 ]);
 
+const H0 = new Int32Array([
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+]);
+const W = new Int32Array(64);
+
+/// One SHA-256 compression of bytes[at..at+64] into the state h.
+function compress(h, bytes, at) {
+    const w = W;
+    for (let j = 0; j < 16; j++) {
+        const o = at + 4 * j;
+        w[j] = (bytes[o] << 24) | (bytes[o + 1] << 16) | (bytes[o + 2] << 8) | bytes[o + 3];
+    }
+    for (let j = 16; j < 64; j++) {
+        const a = w[j - 15];
+        const b = w[j - 2];
+        const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3);
+        const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10);
+        w[j] = (w[j - 16] + s0 + w[j - 7] + s1) | 0;
+    }
+    let a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+    for (let j = 0; j < 64; j++) {
+        const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+        const ch = (e & f) ^ (~e & g);
+        const t1 = (hh + s1 + ch + K[j] + w[j]) | 0;
+        const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+        const maj = (a & b) ^ (a & c) ^ (b & c);
+        const t2 = (s0 + maj) | 0;
+        hh = g;
+        g = f;
+        f = e;
+        e = (d + t1) | 0;
+        d = c;
+        c = b;
+        b = a;
+        a = (t1 + t2) | 0;
+    }
+    h[0] = (h[0] + a) | 0;
+    h[1] = (h[1] + b) | 0;
+    h[2] = (h[2] + c) | 0;
+    h[3] = (h[3] + d) | 0;
+    h[4] = (h[4] + e) | 0;
+    h[5] = (h[5] + f) | 0;
+    h[6] = (h[6] + g) | 0;
+    h[7] = (h[7] + hh) | 0;
+}
+
+/// Pads the tail (block[0..filled], `total` bytes hashed in all) and writes the digest.
+function finish(h, block, filled, total, out, outAt) {
+    block[filled] = 0x80;
+    block.fill(0, filled + 1);
+    if (filled >= 56) {
+        compress(h, block, 0);
+        block.fill(0);
+    }
+    const high = Math.floor(total / 0x20000000); // (8 * total) / 2^32
+    const low = (total * 8) >>> 0;
+    block[56] = high >>> 24; block[57] = high >>> 16; block[58] = high >>> 8; block[59] = high;
+    block[60] = low >>> 24; block[61] = low >>> 16; block[62] = low >>> 8; block[63] = low;
+    compress(h, block, 0);
+    for (let j = 0; j < 8; j++) {
+        const v = h[j];
+        out[outAt + 4 * j] = v >>> 24;
+        out[outAt + 4 * j + 1] = v >>> 16;
+        out[outAt + 4 * j + 2] = v >>> 8;
+        out[outAt + 4 * j + 3] = v;
+    }
+}
+
 export class Sha256 {
     constructor() {
-        this.h = new Int32Array([
-            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-            0x5be0cd19,
-        ]);
-        this.w = new Int32Array(64);
+        this.h = Int32Array.from(H0);
         this.block = new Uint8Array(64);
         this.filled = 0;
         this.total = 0;
     }
 
-    update(bytes) {
-        let i = 0;
-        const n = bytes.length;
-        this.total += n;
+    /// Hashes bytes[start..end] (all of `bytes` by default).
+    update(bytes, start = 0, end = bytes.length) {
+        let i = start;
+        this.total += end - start;
+        const block = this.block;
         if (this.filled > 0) {
-            const take = Math.min(64 - this.filled, n);
-            this.block.set(bytes.subarray(0, take), this.filled);
-            this.filled += take;
-            i = take;
+            while (this.filled < 64 && i < end) block[this.filled++] = bytes[i++];
             if (this.filled < 64) return this;
-            this.compress(this.block, 0);
+            compress(this.h, block, 0);
             this.filled = 0;
         }
-        for (; i + 64 <= n; i += 64) this.compress(bytes, i);
-        if (i < n) {
-            this.block.set(bytes.subarray(i), 0);
-            this.filled = n - i;
-        }
+        for (; i + 64 <= end; i += 64) compress(this.h, bytes, i);
+        while (i < end) block[this.filled++] = bytes[i++];
         return this;
     }
 
     digest() {
-        const bits = this.total * 8;
-        const pad = new Uint8Array(((this.filled < 56 ? 56 : 120) - this.filled) + 8);
-        pad[0] = 0x80;
-        const view = new DataView(pad.buffer);
-        view.setUint32(pad.length - 8, Math.floor(bits / 0x100000000));
-        view.setUint32(pad.length - 4, bits >>> 0);
-        this.update(pad);
         const out = new Uint8Array(32);
-        for (let j = 0; j < 8; j++) {
-            out[4 * j] = this.h[j] >>> 24;
-            out[4 * j + 1] = this.h[j] >>> 16;
-            out[4 * j + 2] = this.h[j] >>> 8;
-            out[4 * j + 3] = this.h[j];
-        }
+        finish(this.h, this.block, this.filled, this.total, out, 0);
         return out;
-    }
-
-    compress(bytes, at) {
-        const w = this.w;
-        for (let j = 0; j < 16; j++) {
-            const o = at + 4 * j;
-            w[j] = (bytes[o] << 24) | (bytes[o + 1] << 16) | (bytes[o + 2] << 8) | bytes[o + 3];
-        }
-        for (let j = 16; j < 64; j++) {
-            const a = w[j - 15];
-            const b = w[j - 2];
-            const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3);
-            const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10);
-            w[j] = (w[j - 16] + s0 + w[j - 7] + s1) | 0;
-        }
-        const h = this.h;
-        let a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-        for (let j = 0; j < 64; j++) {
-            const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-            const ch = (e & f) ^ (~e & g);
-            const t1 = (hh + s1 + ch + K[j] + w[j]) | 0;
-            const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-            const maj = (a & b) ^ (a & c) ^ (b & c);
-            const t2 = (s0 + maj) | 0;
-            hh = g;
-            g = f;
-            f = e;
-            e = (d + t1) | 0;
-            d = c;
-            c = b;
-            b = a;
-            a = (t1 + t2) | 0;
-        }
-        h[0] = (h[0] + a) | 0;
-        h[1] = (h[1] + b) | 0;
-        h[2] = (h[2] + c) | 0;
-        h[3] = (h[3] + d) | 0;
-        h[4] = (h[4] + e) | 0;
-        h[5] = (h[5] + f) | 0;
-        h[6] = (h[6] + g) | 0;
-        h[7] = (h[7] + hh) | 0;
     }
 }
 
+const ONE_SHOT_H = new Int32Array(8);
+const ONE_SHOT_BLOCK = new Uint8Array(64);
+
+/// SHA-256 of bytes[start..end] written to out[outAt..outAt+32], without allocating.
+export function sha256Into(bytes, start, end, out, outAt) {
+    const h = ONE_SHOT_H;
+    h.set(H0);
+    let i = start;
+    for (; i + 64 <= end; i += 64) compress(h, bytes, i);
+    const block = ONE_SHOT_BLOCK;
+    let filled = 0;
+    while (i < end) block[filled++] = bytes[i++];
+    finish(h, block, filled, end - start, out, outAt);
+}
+
 export function sha256(bytes) {
-    return new Sha256().update(bytes).digest();
+    const out = new Uint8Array(32);
+    sha256Into(bytes, 0, bytes.length, out, 0);
+    return out;
 }
 
 export async function sha256WebCrypto(bytes) {
@@ -274,25 +299,34 @@ export function nodeHash(left, right) {
     return sha256(NODE_BUFFER);
 }
 
-/// MTH over the leaf hashes, bottom up: pairing neighbours level by level and carrying an
-/// odd last node up unchanged gives the same tree as the recursive definition (the left
-/// subtree always being the largest power of two below the count).
+/// MTH over the leaf hashes (a list), bottom up: pairing neighbours level by level and
+/// carrying an odd last node up unchanged gives the same tree as the recursive definition
+/// (the left subtree always being the largest power of two below the count).
 export function merkleRoot(leafHashes, onProgress) {
-    const n = leafHashes.length;
+    const flat = new Uint8Array(32 * leafHashes.length);
+    leafHashes.forEach((h, i) => flat.set(asHash(h), 32 * i));
+    return merkleRootFlat(flat, leafHashes.length, onProgress);
+}
+
+/// merkleRoot over n hashes stored back to back in `flat`, which is overwritten (each
+/// level is written over the one below it).
+export function merkleRootFlat(flat, n, onProgress) {
     if (n === 0) return sha256(new Uint8Array(0));
-    let level = leafHashes.map(asHash);
+    const scratch = new Uint8Array(65);
+    scratch[0] = 1;
+    let count = n;
     let done = 0;
-    while (level.length > 1) {
-        const next = new Array(Math.ceil(level.length / 2));
-        for (let i = 0; i + 1 < level.length; i += 2) {
-            next[i / 2] = nodeHash(level[i], level[i + 1]);
-            done++;
-            if (onProgress && done % 65536 === 0) onProgress(done / (n - 1));
+    while (count > 1) {
+        const pairs = count >> 1;
+        for (let i = 0; i < pairs; i++) {
+            scratch.set(flat.subarray(64 * i, 64 * i + 64), 1);
+            sha256Into(scratch, 0, 65, flat, 32 * i);
+            if (onProgress && ++done % 65536 === 0) onProgress(done / (n - 1));
         }
-        if (level.length % 2 === 1) next[next.length - 1] = level[level.length - 1];
-        level = next;
+        if (count % 2 === 1) flat.copyWithin(32 * pairs, 32 * (count - 1), 32 * count);
+        count = pairs + (count % 2);
     }
-    return level[0];
+    return flat.slice(0, 32);
 }
 
 /// RFC 9162 section 2.1.3.2: whether `leafHash` is leaf `leafIndex` of the tree of
@@ -482,77 +516,105 @@ export function lotteryOrder(seed, n, onProgress) {
 // ---------------------------------------------------------------------------------------
 // Allocation (spec section 6). Units are numbered by lottery position (0 has lottery
 // number 1), so a rank at a kindergarten is the pair (class, unit number), smaller first.
+// A candidate is stored as one number, rank(class) * n + unit, with classes replaced by
+// their position among the distinct classes: plain numbers sort and compare fast, and
+// stay exact (below 2^53) for any realistic draw.
 
-function byRank(a, b) {
-    return a.cls - b.cls || a.unit - b.unit;
+/// Units as flat typed arrays, with every pick's candidate key precomputed.
+function table(units) {
+    const n = units.length;
+    const classes = new Set();
+    let total = 0;
+    for (const u of units) {
+        total += u.picks.length;
+        for (const p of u.picks) classes.add(p.cls);
+    }
+    const ranked = [...classes].sort((a, b) => a - b);
+    if (ranked.length * Math.max(n, 1) >= 2 ** 53) throw new Error("too many classes and units");
+    const rank = new Map(ranked.map((c, i) => [c, i]));
+    const sizes = new Float64Array(n);
+    const starts = new Uint32Array(n + 1);
+    const kgs = new Uint32Array(total);
+    const keys = new Float64Array(total);
+    let at = 0;
+    units.forEach((u, unit) => {
+        sizes[unit] = u.size;
+        starts[unit] = at;
+        for (const p of u.picks) {
+            kgs[at] = p.kg;
+            keys[at] = rank.get(p.cls) * n + unit;
+            at++;
+        }
+    });
+    starts[n] = at;
+    return { n, sizes, starts, kgs, keys };
 }
 
-/// A kindergarten fills from `candidates` (rank order) with `seats` seats. Returns the
-/// seats left; pushes accepted candidates onto `accepted`, rejected ones onto `rejected`.
-function fill(candidates, seats, units, overfill, accepted, rejected) {
+const unitOf = (key, n) => key % n;
+
+/// A kindergarten fills from `candidates` (keys in rank order) with `seats` seats:
+/// accepted keys go to `accepted`, rejected units to `rejected`. Returns the seats left.
+function fill(t, candidates, seats, overfill, accepted, rejected) {
     let left = seats;
-    for (const c of candidates) {
-        const size = units[c.unit].size;
+    for (let i = 0; i < candidates.length; i++) {
+        const key = candidates[i];
+        const size = t.sizes[unitOf(key, t.n)];
         if (size <= left) {
             left -= size;
-            accepted.push(c);
+            accepted.push(key);
         } else if (overfill && left > 0) {
             left = 0;
-            accepted.push(c);
+            accepted.push(key);
         } else if (rejected) {
-            rejected.push(c);
+            rejected.push(unitOf(key, t.n));
         }
     }
     return left;
 }
 
 function mergeSorted(a, b) {
-    const out = new Array(a.length + b.length);
+    const out = new Float64Array(a.length + b.length);
     let i = 0, j = 0, k = 0;
-    while (i < a.length && j < b.length) out[k++] = byRank(a[i], b[j]) <= 0 ? a[i++] : b[j++];
+    while (i < a.length && j < b.length) out[k++] = a[i] <= b[j] ? a[i++] : b[j++];
     while (i < a.length) out[k++] = a[i++];
     while (j < b.length) out[k++] = b[j++];
     return out;
 }
 
-function deferredAcceptance(units, seats, overfill) {
-    const n = units.length;
+function deferredAcceptance(t, seats, overfill) {
+    const { n, starts, kgs, keys } = t;
     const nextChoice = new Uint8Array(n);
-    let held = seats.map(() => []);
+    const held = seats.map(() => []);
     const proposals = seats.map(() => []);
     let free = [];
     for (let u = 0; u < n; u++) free.push(u);
     while (free.length > 0) {
         const touched = [];
         for (const unit of free) {
-            const picks = units[unit].picks;
-            const index = nextChoice[unit];
-            if (index < picks.length) {
-                nextChoice[unit] = index + 1;
-                const g = picks[index].kg;
+            const at = starts[unit] + nextChoice[unit];
+            if (at < starts[unit + 1]) {
+                nextChoice[unit]++;
+                const g = kgs[at];
                 if (proposals[g].length === 0) touched.push(g);
-                proposals[g].push({ cls: picks[index].cls, unit });
+                proposals[g].push(keys[at]);
             }
         }
         free = [];
-        const rejected = [];
         for (const g of touched) {
-            const fresh = proposals[g];
+            const fresh = Float64Array.from(proposals[g]).sort();
             proposals[g] = [];
-            fresh.sort(byRank);
             const merged = mergeSorted(held[g], fresh);
             held[g] = [];
-            fill(merged, seats[g], units, overfill, held[g], rejected);
+            fill(t, merged, seats[g], overfill, held[g], free);
         }
-        for (const c of rejected) free.push(c.unit);
     }
     const placed = new Array(n).fill(null);
-    for (const list of held) for (const c of list) placed[c.unit] = nextChoice[c.unit] - 1;
-    return { admitted: held.map((list) => list.map((c) => c.unit)), placed };
+    for (const list of held) for (const key of list) placed[unitOf(key, n)] = nextChoice[unitOf(key, n)] - 1;
+    return { admitted: held.map((list) => list.map((key) => unitOf(key, n))), placed };
 }
 
-function immediateAcceptance(units, seats, overfill) {
-    const n = units.length;
+function immediateAcceptance(t, seats, overfill) {
+    const { n, starts, kgs, keys } = t;
     const left = seats.slice();
     const placed = new Array(n).fill(null);
     const admitted = seats.map(() => []);
@@ -562,23 +624,22 @@ function immediateAcceptance(units, seats, overfill) {
         const applicants = new Map();
         const still = [];
         for (const unit of waiting) {
-            const pick = units[unit].picks[round];
-            if (pick === undefined) continue; // no choice left: stays unadmitted
+            const at = starts[unit] + round;
+            if (at >= starts[unit + 1]) continue; // no choice left: stays unadmitted
             still.push(unit);
-            let list = applicants.get(pick.kg);
-            if (!list) applicants.set(pick.kg, (list = []));
-            list.push({ cls: pick.cls, unit });
+            let list = applicants.get(kgs[at]);
+            if (!list) applicants.set(kgs[at], (list = []));
+            list.push(keys[at]);
         }
         for (const [g, list] of applicants) {
-            list.sort(byRank);
             const before = admitted[g].length;
-            left[g] = fill(list, left[g], units, overfill, admitted[g], null);
-            for (const c of admitted[g].slice(before)) placed[c.unit] = round;
+            left[g] = fill(t, Float64Array.from(list).sort(), left[g], overfill, admitted[g], null);
+            for (let i = before; i < admitted[g].length; i++) placed[unitOf(admitted[g][i], n)] = round;
         }
         waiting = still.filter((unit) => placed[unit] === null);
     }
     return {
-        admitted: admitted.map((list) => list.sort(byRank).map((c) => c.unit)),
+        admitted: admitted.map((list) => Array.from(Float64Array.from(list).sort(), (key) => unitOf(key, n))),
         placed,
     };
 }
@@ -586,27 +647,28 @@ function immediateAcceptance(units, seats, overfill) {
 /// The waitlist of kindergarten g: units that chose g, were not admitted to g and not to a
 /// choice ranked above g, in rank order at g. For a unit admitted to its choice c these are
 /// its choices before c; for an unadmitted unit, all of them.
-function waitlists(units, kindergartens, placed) {
+function waitlists(t, kindergartens, placed) {
+    const { n, starts, kgs, keys } = t;
     const lists = [];
     for (let g = 0; g < kindergartens; g++) lists.push([]);
-    for (let unit = 0; unit < units.length; unit++) {
-        const picks = units[unit].picks;
-        const above = placed[unit] === null ? picks.length : placed[unit];
-        for (let i = 0; i < above; i++) lists[picks[i].kg].push({ cls: picks[i].cls, unit });
+    for (let unit = 0; unit < n; unit++) {
+        const end = placed[unit] === null ? starts[unit + 1] : starts[unit] + placed[unit];
+        for (let at = starts[unit]; at < end; at++) lists[kgs[at]].push(keys[at]);
     }
-    return lists.map((list) => list.sort(byRank).map((c) => c.unit));
+    return lists.map((list) => Array.from(Float64Array.from(list).sort(), (key) => unitOf(key, n)));
 }
 
 /// Allocates units (lottery order; `{size, picks: [{kg, cls}]}`) to kindergartens with
 /// `seats[g]` seats. `mechanism`: "deferred-acceptance" | "immediate-acceptance";
-/// `multiples`: "whole-or-skip" | "whole-or-overfill".
+/// `multiples`: "whole-or-skip" | "whole-or-overfill". Lists hold unit numbers.
 export function allocate(units, seats, mechanism, multiples) {
     const overfill = multiples === "whole-or-overfill";
+    const t = table(units);
     let result;
-    if (mechanism === "deferred-acceptance") result = deferredAcceptance(units, seats, overfill);
-    else if (mechanism === "immediate-acceptance") result = immediateAcceptance(units, seats, overfill);
+    if (mechanism === "deferred-acceptance") result = deferredAcceptance(t, seats, overfill);
+    else if (mechanism === "immediate-acceptance") result = immediateAcceptance(t, seats, overfill);
     else throw new Error(`unknown mechanism ${mechanism}`);
-    return { ...result, waitlists: waitlists(units, seats.length, result.placed) };
+    return { ...result, waitlists: waitlists(t, seats.length, result.placed) };
 }
 
 // ---------------------------------------------------------------------------------------

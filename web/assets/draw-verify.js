@@ -16,8 +16,8 @@
 //   CheckFailure                the error type: {check, detail}
 
 import {
-    Sha256, allocate, fromHex, hex, label, lotteryOrder, merkleRoot,
-    seedOf, sha256, utf8, verifyEd25519, witnessCommitment,
+    Sha256, allocate, fromHex, hex, label, lotteryOrder, merkleRootFlat,
+    seedOf, sha256, sha256Into, utf8, verifyEd25519, witnessCommitment,
 } from "./draw-core.js";
 
 export const CHECKS = [
@@ -73,21 +73,37 @@ class ParseError extends Error {
 }
 
 function attribute(error) {
-    const path = error.path === "" ? "." : error.path;
+    const path = error.path;
     let check = "format";
     if (path.startsWith("transcript.leaves")) check = "leaves";
     else if (path.startsWith("transcript.announcement.")) check = "announcement";
     return new CheckFailure(check, `at ${path}: ${error.message}`);
 }
 
-const join = (path, key) => (path === "" ? key : `${path}.${key}`);
-
+/// A JSON reader over the file's text. The path of the value being read is kept as a stack
+/// of keys and indices, and only turned into text (as serde_path_to_error writes it:
+/// `transcript.leaves[3].app`, `.` for the root) when something fails.
 class Reader {
     constructor(text, onProgress) {
         this.s = text;
         this.i = 0;
+        this.stack = [];
         this.onProgress = onProgress;
         this.nextReport = 1 << 22;
+    }
+
+    path() {
+        if (this.stack.length === 0) return ".";
+        let out = "";
+        for (const segment of this.stack) {
+            if (typeof segment === "number") out += `[${segment}]`;
+            else out += out === "" ? segment : `.${segment}`;
+        }
+        return out;
+    }
+
+    fail(message) {
+        throw new ParseError(this.path(), message);
     }
 
     ws() {
@@ -101,59 +117,55 @@ class Reader {
         this.i = i;
     }
 
-    fail(path, message) {
-        throw new ParseError(path, message);
-    }
-
     peek() {
         this.ws();
-        return this.i < this.s.length ? this.s[this.i] : "";
+        return this.i < this.s.length ? this.s.charCodeAt(this.i) : -1;
     }
 
     found() {
         const c = this.peek();
-        if (c === "") return "end of file";
-        if (c === '"') return "a string";
-        if (c === "{") return "an object";
-        if (c === "[") return "an array";
-        if (c === "n") return "null";
-        if (c === "t" || c === "f") return "a boolean";
-        if (c === "-" || (c >= "0" && c <= "9")) return "a number";
+        if (c === -1) return "end of file";
+        if (c === 34) return "a string";
+        if (c === 123) return "an object";
+        if (c === 91) return "an array";
+        if (c === 110) return "null";
+        if (c === 116 || c === 102) return "a boolean";
+        if (c === 45 || (c >= 48 && c <= 57)) return "a number";
         return "an invalid character";
     }
 
-    string(path) {
-        if (this.peek() !== '"') this.fail(path, `expected a string, found ${this.found()}`);
+    string() {
+        if (this.peek() !== 34) this.fail(`expected a string, found ${this.found()}`);
         const s = this.s;
         let i = this.i + 1;
         let out = "";
         let start = i;
         for (;;) {
-            if (i >= s.length) this.fail(path, "end of file inside a string");
+            if (i >= s.length) this.fail("end of file inside a string");
             const c = s.charCodeAt(i);
             if (c === 34) break;
-            if (c < 0x20) this.fail(path, "control character in a string");
+            if (c < 0x20) this.fail("control character in a string");
             if (c === 92) {
                 out += s.slice(start, i);
                 const e = s[i + 1];
                 i += 2;
                 if (e === "u") {
-                    let unit = this.hex4(path, i);
+                    const unit = this.hex4(i);
                     i += 4;
                     if (unit >= 0xd800 && unit <= 0xdbff) {
-                        if (s[i] !== "\\" || s[i + 1] !== "u") this.fail(path, "lone leading surrogate in hex escape");
-                        const low = this.hex4(path, i + 2);
-                        if (low < 0xdc00 || low > 0xdfff) this.fail(path, "lone leading surrogate in hex escape");
+                        if (s[i] !== "\\" || s[i + 1] !== "u") this.fail("lone leading surrogate in hex escape");
+                        const low = this.hex4(i + 2);
+                        if (low < 0xdc00 || low > 0xdfff) this.fail("lone leading surrogate in hex escape");
                         i += 6;
                         out += String.fromCharCode(unit, low);
                     } else if (unit >= 0xdc00 && unit <= 0xdfff) {
-                        this.fail(path, "lone trailing surrogate in hex escape");
+                        this.fail("lone trailing surrogate in hex escape");
                     } else {
                         out += String.fromCharCode(unit);
                     }
                 } else {
-                    const simple = { '"': '"', "\\": "\\", "/": "/", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t" }[e];
-                    if (simple === undefined) this.fail(path, "invalid escape");
+                    const simple = ESCAPES[e];
+                    if (simple === undefined) this.fail("invalid escape");
                     out += simple;
                 }
                 start = i;
@@ -170,114 +182,144 @@ class Reader {
         return out;
     }
 
-    hex4(path, at) {
+    hex4(at) {
         const t = this.s.slice(at, at + 4);
-        if (!/^[0-9a-fA-F]{4}$/.test(t)) this.fail(path, "invalid \\u escape");
+        if (!/^[0-9a-fA-F]{4}$/.test(t)) this.fail("invalid \\u escape");
         return parseInt(t, 16);
     }
 
-    /// A JSON number read as u64 (as serde reads it): digits only, below 2^64; then below 2^53.
-    safeU64(path) {
+    /// A JSON number read as serde reads a u64 (digits only: no sign, fraction or
+    /// exponent; below 2^64), then refused at 2^53 or above.
+    safeU64() {
         this.ws();
         const s = this.s;
         const start = this.i;
-        const m = /-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
-        m.lastIndex = start;
-        const match = m.exec(s);
-        if (!match || match[0] === "-" || match[0] === "") {
-            this.fail(path, `expected an integer, found ${this.found()}`);
+        const c = s.charCodeAt(start);
+        if (c === 45 || (c >= 48 && c <= 57)) {
+            // Scan the whole JSON number token first, so that a malformed one is a syntax
+            // error and a well-formed non-integer an "invalid type", as in serde_json.
+            const m = NUMBER.exec(s.slice(start, start + 400));
+            if (!m) this.fail("invalid number");
+            const token = m[0];
+            const next = s.charCodeAt(start + token.length);
+            if (next >= 48 && next <= 57) this.fail("invalid number");
+            this.i = start + token.length;
+            if (c === 45 || m[2] !== undefined || m[3] !== undefined) {
+                this.fail(`invalid type: ${token} is not a whole number of the form 123`);
+            }
+            if (token.length > 16 && BigInt(token) >= 1n << 64n) {
+                this.fail(`invalid type: ${token} is too large`);
+            }
+            const value = Number(token);
+            if (value >= MAX_SAFE_EXCLUSIVE) this.fail("integer must be below 2^53");
+            return value;
         }
-        const token = match[0];
-        const next = s.charCodeAt(start + token.length);
-        if (next >= 48 && next <= 57) this.fail(path, "invalid number");
-        this.i = start + token.length;
-        if (token.startsWith("-") || match[2] !== undefined || match[3] !== undefined) {
-            this.fail(path, `invalid type: ${token} is not a whole number of the form 123`);
-        }
-        if (token.length > 16 && BigInt(token) >= 1n << 64n) {
-            this.fail(path, `invalid type: ${token} is too large`);
-        }
-        const value = Number(token);
-        if (value >= MAX_SAFE_EXCLUSIVE) this.fail(path, "integer must be below 2^53");
-        return value;
+        return this.fail(`expected an integer, found ${this.found()}`);
     }
 
-    nullOr(path, read) {
-        if (this.peek() === "n") {
+    nullOr(read) {
+        if (this.peek() === 110) {
             if (this.s.startsWith("null", this.i)) {
                 this.i += 4;
                 return null;
             }
-            this.fail(path, "invalid literal");
+            this.fail("invalid literal");
         }
-        return read(path);
+        return read();
     }
 
-    array(path, element) {
-        if (this.peek() !== "[") this.fail(path, `expected an array, found ${this.found()}`);
+    array(element) {
+        if (this.peek() !== 91) this.fail(`expected an array, found ${this.found()}`);
         this.i++;
         const out = [];
-        if (this.peek() === "]") {
+        if (this.peek() === 93) {
             this.i++;
             return out;
         }
+        const stack = this.stack;
         for (;;) {
-            out.push(element(`${path}[${out.length}]`));
+            stack.push(out.length);
+            out.push(element());
+            stack.pop();
             const c = this.peek();
-            if (c === ",") {
+            if (c === 44) {
                 this.i++;
-                if (this.peek() === "]") this.fail(path, "trailing comma");
-            } else if (c === "]") {
+                if (this.peek() === 93) this.fail("trailing comma");
+            } else if (c === 93) {
                 this.i++;
                 return out;
             } else {
-                this.fail(path, "expected `,` or `]`");
+                this.fail("expected `,` or `]`");
             }
         }
     }
 
-    /// A struct: `fields` maps each key to its reader; unknown, repeated and missing
+    /// A struct: `shape.fields` maps each key to its reader; unknown, repeated and missing
     /// fields are refused (serde's deny_unknown_fields).
-    struct(path, fields) {
-        if (this.peek() !== "{") this.fail(path, `expected an object, found ${this.found()}`);
+    struct(shape) {
+        if (this.peek() !== 123) this.fail(`expected an object, found ${this.found()}`);
         this.i++;
         const out = {};
-        const seen = new Set();
-        if (this.peek() === "}") {
+        let seen = 0;
+        const stack = this.stack;
+        if (this.peek() === 125) {
             this.i++;
         } else {
             for (;;) {
-                if (this.peek() !== '"') this.fail(join(path, "?"), "expected a key");
-                const key = this.string(join(path, "?"));
-                const read = Object.hasOwn(fields, key) ? fields[key] : undefined;
-                if (read === undefined) {
-                    const known = Object.keys(fields).map((k) => `\`${k}\``).join(", ");
-                    this.fail(join(path, key), `unknown field \`${key}\`, expected one of ${known}`);
+                stack.push("?");
+                if (this.peek() !== 34) this.fail("expected a key");
+                const key = this.string();
+                stack.pop();
+                const index = shape.index.get(key);
+                if (index === undefined) {
+                    stack.push(key);
+                    const known = shape.keys.map((k) => `\`${k}\``).join(", ");
+                    this.fail(`unknown field \`${key}\`, expected one of ${known}`);
                 }
-                if (seen.has(key)) this.fail(path, `duplicate field \`${key}\``);
-                seen.add(key);
-                if (this.peek() !== ":") this.fail(path, "expected `:`");
+                if (seen & (1 << index)) this.fail(`duplicate field \`${key}\``);
+                seen |= 1 << index;
+                if (this.peek() !== 58) this.fail("expected `:`");
                 this.i++;
-                out[key] = read(join(path, key));
+                stack.push(key);
+                out[key] = shape.readers[index]();
+                stack.pop();
                 const c = this.peek();
-                if (c === ",") {
+                if (c === 44) {
                     this.i++;
-                    if (this.peek() === "}") this.fail(join(path, "?"), "trailing comma");
-                } else if (c === "}") {
+                    if (this.peek() === 125) {
+                        stack.push("?");
+                        this.fail("trailing comma");
+                    }
+                } else if (c === 125) {
                     this.i++;
                     break;
                 } else {
-                    this.fail(join(path, "?"), "expected `,` or `}`");
+                    stack.push("?");
+                    this.fail("expected `,` or `}`");
                 }
             }
         }
-        for (const key of Object.keys(fields)) {
-            if (!seen.has(key)) this.fail(path, `missing field \`${key}\``);
+        if (seen !== shape.all) {
+            const missing = shape.keys.find((_, i) => !(seen & (1 << i)));
+            this.fail(`missing field \`${missing}\``);
         }
         return out;
     }
 }
 
+/// The fields of a struct, in declaration order (the order serde reports missing ones).
+function shape(fields) {
+    const keys = Object.keys(fields);
+    return {
+        keys,
+        readers: keys.map((k) => fields[k]),
+        index: new Map(keys.map((k, i) => [k, i])),
+        all: (1 << keys.length) - 1,
+    };
+}
+
+const ESCAPES = { '"': '"', "\\": "\\", "/": "/", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t" };
+const NUMBER = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/;
 const APP_CODE = /^[0-9A-HJKMNP-TV-Z]{10}$/;
 const CODE = /^[A-Za-z0-9-]{1,32}$/;
 const DRAW_ID = /^[A-Za-z0-9-]{1,64}$/;
@@ -295,25 +337,22 @@ function isDrawTime(text) {
 /// Parses the file's text. Throws CheckFailure.
 export function parseSignedTranscript(text, onProgress) {
     const r = new Reader(text, onProgress);
-    const str = (p) => r.string(p);
-    const checked = (test, message) => (p) => {
-        const value = r.string(p);
-        if (!test(value)) r.fail(p, message);
+    const str = () => r.string();
+    const checked = (test, message) => () => {
+        const value = r.string();
+        if (!test(value)) r.fail(message);
         return value;
     };
-    const hexBytes = (n) => (p) => {
-        const value = r.string(p);
-        try {
-            fromHex(value, n);
-        } catch (e) {
-            r.fail(p, e.message);
-        }
+    const hexBytes = (n) => () => {
+        const value = r.string();
+        if (value.length !== 2 * n) r.fail(`expected ${2 * n} hex digits, found ${value.length}`);
+        if (!LOWER_HEX.test(value)) r.fail("expected lowercase hex digits (0-9, a-f)");
         return value;
     };
-    const oneOf = (values) => (p) => {
-        const value = r.string(p);
+    const oneOf = (values) => () => {
+        const value = r.string();
         if (!values.includes(value)) {
-            r.fail(p, `unknown variant \`${value}\`, expected one of ${values.map((v) => `\`${v}\``).join(", ")}`);
+            r.fail(`unknown variant \`${value}\`, expected one of ${values.map((v) => `\`${v}\``).join(", ")}`);
         }
         return value;
     };
@@ -321,67 +360,75 @@ export function parseSignedTranscript(text, onProgress) {
     const kgCode = checked((v) => CODE.test(v), "kindergarten code must be 1 to 32 characters from A-Z, a-z, 0-9 and '-'");
     const hex32 = hexBytes(32);
     const spec = checked((v) => v === SPEC, `unsupported spec, expected "${SPEC}"`);
-    const u53 = (p) => r.safeU64(p);
-    const signature = (p) =>
-        r.struct(p, { role: oneOf(["organiser", "notary"]), public_key: hex32, signature: hexBytes(64) });
-    const choice = (p) =>
-        r.struct(p, {
-            kg: kgCode,
-            class: (q) => {
-                const value = r.safeU64(q);
-                if (value === 0) r.fail(q, "priority class must be an integer from 1 to 2^53-1, found 0");
-                return value;
-            },
-        });
-    const choices = (p) => {
-        const list = r.array(p, choice);
+    const u53 = () => r.safeU64();
+    const signatureFields = { role: oneOf(["organiser", "notary"]), public_key: hex32, signature: hexBytes(64) };
+    const signatureShape = shape(signatureFields);
+    const signature = () => r.struct(signatureShape);
+    const choiceFields = {
+        kg: kgCode,
+        class: () => {
+            const value = r.safeU64();
+            if (value === 0) r.fail("priority class must be an integer from 1 to 2^53-1, found 0");
+            return value;
+        },
+    };
+    const choiceShape = shape(choiceFields);
+    const choice = () => r.struct(choiceShape);
+    const choices = () => {
+        const list = r.array(choice);
         if (list.length === 0 || list.length > MAX_CHOICES) {
-            r.fail(p, `an application has 1 to ${MAX_CHOICES} choices, found ${list.length}`);
+            r.fail(`an application has 1 to ${MAX_CHOICES} choices, found ${list.length}`);
         }
-        for (let i = 0; i < list.length; i++) {
+        for (let i = 1; i < list.length; i++) {
             for (let j = 0; j < i; j++) {
-                if (list[j].kg === list[i].kg) r.fail(p, `kindergarten ${list[i].kg} is chosen twice`);
+                if (list[j].kg === list[i].kg) r.fail(`kindergarten ${list[i].kg} is chosen twice`);
             }
         }
         return list;
     };
-    const leaf = (p) => r.struct(p, { app: appCode, choices, group: str, idc: hex32 });
-    const placement = (p) => r.struct(p, { kg: kgCode, units: (q) => r.array(q, appCode) });
-    const announcement = (p) =>
-        r.struct(p, {
+    const leafFields = { app: appCode, choices, group: str, idc: hex32 };
+    const leafShape = shape(leafFields);
+    const leaf = () => r.struct(leafShape);
+    const placementFields = { kg: kgCode, units: () => r.array(appCode) };
+    const placementShape = shape(placementFields);
+    const placement = () => r.struct(placementShape);
+    const announcement = () =>
+        r.struct(shape({
             spec,
             draw_id: checked((v) => DRAW_ID.test(v), "draw id must be 1 to 64 characters from A-Z, a-z, 0-9 and '-'"),
             title: str,
             draw_time: checked(isDrawTime, "draw time must be an RFC 3339 UTC time ending in 'Z', e.g. 2026-06-18T09:30:00Z"),
-            kindergartens: (q) => r.array(q, (k) => r.struct(k, { code: kgCode, name: str, seats: u53 })),
+            kindergartens: () => r.array(() => r.struct(shape({ code: kgCode, name: str, seats: u53 }))),
             mechanism: oneOf(["deferred-acceptance", "immediate-acceptance"]),
             multiples: oneOf(["whole-or-skip", "whole-or-overfill"]),
-            applications: (q) => r.struct(q, { tree_size: u53, root: hex32 }),
-            witnesses: (q) => r.array(q, (w) => r.struct(w, { name: str, role: str, commitment: hex32 })),
-            beacon: (q) => r.nullOr(q, (b) => r.struct(b, { kind: oneOf(["public-text"]), source: str })),
-        });
-    const transcript = (p) =>
-        r.struct(p, {
+            applications: () => r.struct(shape({ tree_size: u53, root: hex32 })),
+            witnesses: () => r.array(() => r.struct(shape({ name: str, role: str, commitment: hex32 }))),
+            beacon: () => r.nullOr(() => r.struct(shape({ kind: oneOf(["public-text"]), source: str }))),
+        }));
+    const transcript = () =>
+        r.struct(shape({
             spec,
             announcement,
-            announcement_signatures: (q) => r.array(q, signature),
-            leaves: (q) => r.array(q, leaf),
-            reveals: (q) => r.array(q, hex32),
-            beacon_text: (q) => r.nullOr(q, str),
+            announcement_signatures: () => r.array(signature),
+            leaves: () => r.array(leaf),
+            reveals: () => r.array(hex32),
+            beacon_text: () => r.nullOr(str),
             seed: hex32,
-            lottery: (q) => r.array(q, appCode),
-            admitted: (q) => r.array(q, placement),
-            waitlists: (q) => r.array(q, placement),
-        });
+            lottery: () => r.array(appCode),
+            admitted: () => r.array(placement),
+            waitlists: () => r.array(placement),
+        }));
     try {
-        const signed = r.struct("", { transcript, signatures: (q) => r.array(q, signature) });
-        if (r.peek() !== "") r.fail("", "trailing characters after the JSON value");
+        const signed = r.struct(shape({ transcript, signatures: () => r.array(signature) }));
+        if (r.peek() !== -1) r.fail("trailing characters after the JSON value");
         return signed;
     } catch (e) {
         if (e instanceof ParseError) throw attribute(e);
         throw e;
     }
 }
+
+const LOWER_HEX = /^[0-9a-f]*$/;
 
 // ---------------------------------------------------------------------------------------
 // Verification
@@ -552,14 +599,19 @@ async function run(input, trusted, progress) {
             `"beacon_text":${t.beacon_text === null ? "null" : jsonString(t.beacon_text)},"leaves":[`,
         ),
     );
-    const leafHashes = new Array(leaves.length);
-    const zero = new Uint8Array([0]);
+    // Each leaf's canonical JSON goes once into a scratch buffer after a 0x00 byte: the
+    // leaf hash is over buffer[0..], the transcript hash takes buffer[1..].
+    const leafHashes = new Uint8Array(32 * leaves.length);
+    const encoder = new TextEncoder();
+    let scratch = new Uint8Array(4096);
     const comma = new Uint8Array([44]);
     for (let i = 0; i < leaves.length; i++) {
-        const bytes = utf8(leafJson(leaves[i]));
-        leafHashes[i] = new Sha256().update(zero).update(bytes).digest();
+        const json = leafJson(leaves[i]);
+        if (3 * json.length + 1 > scratch.length) scratch = new Uint8Array(3 * json.length + 1);
+        const { written } = encoder.encodeInto(json, scratch.subarray(1));
+        sha256Into(scratch, 0, written + 1, leafHashes, 32 * i);
         if (i > 0) transcriptHasher.update(comma);
-        transcriptHasher.update(bytes);
+        transcriptHasher.update(scratch, 1, written + 1);
         if (i % 16384 === 0) progress("leaves", i / leaves.length);
     }
     transcriptHasher.update(
@@ -576,7 +628,7 @@ async function run(input, trusted, progress) {
     if (a.applications.tree_size !== leaves.length) {
         fail("tree-head", `the announcement commits to ${a.applications.tree_size} applications, the transcript has ${leaves.length}`);
     }
-    const root = hex(merkleRoot(leafHashes, (f) => progress("merkle", f)));
+    const root = hex(merkleRootFlat(leafHashes, leaves.length, (f) => progress("merkle", f)));
     if (root !== a.applications.root) {
         fail("tree-head", `the leaves hash to root ${root}, the announcement says ${a.applications.root}`);
     }

@@ -32,7 +32,7 @@
 //   ChaChaStream                         new ChaChaStream(seed): next() -> BigInt u64,
 //                                        uniform(n) -> number in [0, n)
 //   lotteryOrder(seed, n) -> Uint32Array element p = initial position of lottery number p+1
-//   allocate(units, seats, mechanism, multiples) -> {admitted, waitlists, placed}
+//   allocate(units, seats, mechanism, multiples, onProgress?) -> {admitted, waitlists, placed}
 //                                        units: [{size, picks: [{kg, cls}]}] in lottery
 //                                        order; kg = kindergarten index. Lists hold unit
 //                                        numbers (lottery positions) in rank order.
@@ -581,7 +581,7 @@ function mergeSorted(a, b) {
     return out;
 }
 
-function deferredAcceptance(t, seats, overfill) {
+function deferredAcceptance(t, seats, overfill, onProgress) {
     const { n, starts, kgs, keys } = t;
     const nextChoice = new Uint8Array(n);
     const held = seats.map(() => []);
@@ -589,6 +589,8 @@ function deferredAcceptance(t, seats, overfill) {
     let free = [];
     for (let u = 0; u < n; u++) free.push(u);
     while (free.length > 0) {
+        // Rounds shrink fast, then trickle: report the share of units no longer proposing.
+        if (onProgress) onProgress(1 - free.length / n);
         const touched = [];
         for (const unit of free) {
             const at = starts[unit] + nextChoice[unit];
@@ -613,7 +615,7 @@ function deferredAcceptance(t, seats, overfill) {
     return { admitted: held.map((list) => list.map((key) => unitOf(key, n))), placed };
 }
 
-function immediateAcceptance(t, seats, overfill) {
+function immediateAcceptance(t, seats, overfill, onProgress) {
     const { n, starts, kgs, keys } = t;
     const left = seats.slice();
     const placed = new Array(n).fill(null);
@@ -621,6 +623,7 @@ function immediateAcceptance(t, seats, overfill) {
     let waiting = [];
     for (let u = 0; u < n; u++) waiting.push(u);
     for (let round = 0; waiting.length > 0; round++) {
+        if (onProgress) onProgress(1 - waiting.length / n);
         const applicants = new Map();
         const still = [];
         for (const unit of waiting) {
@@ -661,12 +664,12 @@ function waitlists(t, kindergartens, placed) {
 /// Allocates units (lottery order; `{size, picks: [{kg, cls}]}`) to kindergartens with
 /// `seats[g]` seats. `mechanism`: "deferred-acceptance" | "immediate-acceptance";
 /// `multiples`: "whole-or-skip" | "whole-or-overfill". Lists hold unit numbers.
-export function allocate(units, seats, mechanism, multiples) {
+export function allocate(units, seats, mechanism, multiples, onProgress) {
     const overfill = multiples === "whole-or-overfill";
     const t = table(units);
     let result;
-    if (mechanism === "deferred-acceptance") result = deferredAcceptance(t, seats, overfill);
-    else if (mechanism === "immediate-acceptance") result = immediateAcceptance(t, seats, overfill);
+    if (mechanism === "deferred-acceptance") result = deferredAcceptance(t, seats, overfill, onProgress);
+    else if (mechanism === "immediate-acceptance") result = immediateAcceptance(t, seats, overfill, onProgress);
     else throw new Error(`unknown mechanism ${mechanism}`);
     return { ...result, waitlists: waitlists(t, seats.length, result.placed) };
 }

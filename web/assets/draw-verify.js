@@ -670,7 +670,7 @@ async function run(input, trusted, progress) {
         picks: leaves[u.leaf].choices.map((c) => ({ kg: kgIndex.get(c.kg), cls: c.class })),
     }));
     const seats = a.kindergartens.map((k) => k.seats);
-    const allocation = allocate(table, seats, a.mechanism, a.multiples);
+    const allocation = allocate(table, seats, a.mechanism, a.multiples, (f) => progress("allocation", f));
     const placements = (lists) =>
         a.kindergartens.map((k, g) => ({ kg: k.code, units: lists[g].map((u) => byLottery[u].id) }));
     progress("allocation", 1);

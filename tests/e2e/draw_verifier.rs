@@ -397,6 +397,19 @@ async fn the_browser_verifier_agrees_with_the_cli() {
             .find(Locator::Css("footer a[href='/verify']"))
             .await
             .context("no link to /verify in the footer")?;
+        // With ?draw=ID the page fetches the published transcript; an unknown draw is an
+        // HTTP error, shown as such (not as an invalid transcript).
+        client
+            .goto(&format!("{base}/verify?lang=en&draw=NO-SUCH-DRAW"))
+            .await?;
+        let result = client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#verify-result[data-state=error]"))
+            .await
+            .context("no error shown for an unknown draw")?;
+        let shown = result.text().await?;
+        ensure!(shown.contains("HTTP 404"), "unclear error: {shown}");
         for (case, cli) in cases.iter().zip(&expected) {
             let page = page_verdict(&client, &base, case).await?;
             ensure!(

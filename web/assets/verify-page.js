@@ -16,8 +16,10 @@ const bar = $("verify-progress");
 const stageLabel = $("verify-stage");
 const result = $("verify-result");
 
-const STAGES = ["read", "parse", "announcement", "leaves", "merkle", "reveals", "lottery",
-    "allocation", "compare", "signatures"];
+// The stages in order, each with its rough share of the time on a large transcript.
+const STAGES = [["read", 2], ["parse", 25], ["announcement", 1], ["leaves", 20], ["merkle", 5],
+    ["reveals", 1], ["lottery", 5], ["allocation", 36], ["compare", 3], ["signatures", 2]];
+const TOTAL_WEIGHT = STAGES.reduce((sum, [, weight]) => sum + weight, 0);
 
 let current = null; // {load: () => Promise<ArrayBuffer>} of the last transcript chosen
 let worker = null;
@@ -31,9 +33,17 @@ function format(template, values) {
 }
 
 function showProgress(stage, fraction) {
-    const index = Math.max(0, STAGES.indexOf(stage));
-    // Overall percentage: each stage an equal share, the current one by its fraction.
-    const percent = Math.min(100, Math.floor(((index + fraction) / STAGES.length) * 100));
+    // Overall percentage: the stages before this one, and this one by its fraction.
+    let before = 0;
+    let weight = 0;
+    for (const [name, share] of STAGES) {
+        if (name === stage) {
+            weight = share;
+            break;
+        }
+        before += share;
+    }
+    const percent = Math.min(100, Math.floor(((before + weight * fraction) / TOTAL_WEIGHT) * 100));
     status.hidden = false;
     bar.value = percent;
     stageLabel.textContent = `${text[camel(`stage-${stage}`)] ?? stage} · ${percent}%`;

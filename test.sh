@@ -138,6 +138,14 @@ if [ "$in_ci" = "true" ]; then
     export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 fi
 
+section "JavaScript unit tests of the in-browser verifier (node --test web/assets/tests/)"
+# Node.js runs the tests of web/assets/draw-*.js; they never run inside the binary.
+command -v node >/dev/null ||
+    die "node (Node.js >= 20) is not installed: it runs web/assets/tests/ (apt-get install nodejs)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || die "node $(node --version) is too old: web/assets/tests/ need Node.js >= 20"
+node --test web/assets/tests/
+
 section "cargo fmt --all --check"
 cargo fmt --all --check
 

@@ -42,6 +42,26 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/staff.js"),
     },
+    Asset {
+        name: "draw-core.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/draw-core.js"),
+    },
+    Asset {
+        name: "draw-verify.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/draw-verify.js"),
+    },
+    Asset {
+        name: "verify-worker.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/verify-worker.js"),
+    },
+    Asset {
+        name: "verify-page.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/verify-page.js"),
+    },
 ];
 
 pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {

@@ -38,6 +38,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "staff_event.html",
         include_str!("../../templates/staff_event.html"),
     ),
+    ("verify.html", include_str!("../../templates/verify.html")),
 ];
 
 /// The template environment and message catalogues, built once at start.

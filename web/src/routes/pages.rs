@@ -36,12 +36,15 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{id}", get(event_page))
         .route("/staff/events", get(staff_events))
         .route("/staff/events/{id}", get(staff_event))
+        .route("/verify", get(verify_page))
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PageQuery {
     lang: Option<String>,
     next: Option<String>,
+    /// `/verify?draw=ID`: the draw whose published transcript the page fetches.
+    draw: Option<String>,
 }
 
 /// The page language, remembering an explicit `?lang=` choice in a cookie.
@@ -204,6 +207,34 @@ async fn staff_event(
         state
             .pages
             .respond(StatusCode::OK, "staff_event.html", lang, ctx),
+    )
+        .into_response()
+}
+
+/// The in-browser transcript verifier: the page only carries the form; the checks run in
+/// the browser (`/assets/verify-page.js`), on a file the visitor picks or, with
+/// `?draw=ID`, on the draw's published transcript.
+async fn verify_page(
+    State(state): State<AppState>,
+    PageCaller(caller): PageCaller,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> Response {
+    let (lang, jar) = page_lang(&query, &headers, jar);
+    let (user, csrf_token) = user_ctx(&caller);
+    // Only a well-formed draw id reaches the page's fetch URL; anything else is ignored.
+    let draw_id = query
+        .draw
+        .as_deref()
+        .and_then(|id| lottery::DrawId::parse(id).ok())
+        .map(|id| id.as_str().to_owned());
+    let ctx = context! { user, csrf_token, draw_id };
+    (
+        jar,
+        state
+            .pages
+            .respond(StatusCode::OK, "verify.html", lang, ctx),
     )
         .into_response()
 }

@@ -311,6 +311,53 @@ async fn pages_carry_csp_and_language() {
 }
 
 #[tokio::test]
+async fn verify_page_and_its_scripts() {
+    let (app, _, _t) = app().await;
+    let page = |uri: &'static str| {
+        let app = app.clone();
+        async move {
+            let (status, _, body) =
+                send(&app, Request::get(uri).body(Body::empty()).unwrap()).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            body.as_str().unwrap().to_owned()
+        }
+    };
+    let plain = page("/verify").await;
+    assert!(plain.contains("id=\"transcript-file\""));
+    assert!(plain.contains("src=\"/assets/verify-page.js\""));
+    assert!(!plain.contains("data-draw="));
+    // A draw id is handed to the page's fetch only when it is a valid one.
+    assert!(
+        page("/verify?draw=DRAW-2026-1")
+            .await
+            .contains("data-draw=\"DRAW-2026-1\"")
+    );
+    assert!(!page("/verify?draw=..%2Fx").await.contains("data-draw="));
+    // Every page links to the verifier.
+    assert!(page("/").await.contains("href=\"/verify\""));
+    for script in [
+        "draw-core.js",
+        "draw-verify.js",
+        "verify-worker.js",
+        "verify-page.js",
+    ] {
+        let uri = format!("/assets/{script}");
+        let (status, headers, _) = send(
+            &app,
+            Request::get(uri.as_str()).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/javascript")
+        );
+    }
+}
+
+#[tokio::test]
 async fn probes_and_metrics() {
     let (app, _, _t) = app().await;
     let (status, _, _) = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;

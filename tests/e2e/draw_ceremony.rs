@@ -98,6 +98,15 @@ fn child_id(n: u32) -> String {
         .to_owned()
 }
 
+/// The `transcript hash:` line of `gongkai draw verify`.
+fn transcript_hash_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("transcript hash:"))
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|| panic!("no transcript hash in {stdout}"))
+}
+
 fn gongkai(args: &[&str]) -> Finished {
     let mut command = gongkai_command();
     command.args(args);
@@ -1017,6 +1026,29 @@ async fn the_whole_ceremony_over_the_api() {
         verified.stdout,
         verified.stderr
     );
+
+    // Anyone verifies the published file in the browser, fetched from the server.
+    let base = app.base_url.clone();
+    let hash = transcript_hash_of(&verified.stdout);
+    crate::support::Browser::run("draw_ceremony_verify", |client| async move {
+        client
+            .goto(&format!("{base}/verify?lang=en&draw={draw_id}"))
+            .await?;
+        let result = client
+            .wait()
+            .at_most(Duration::from_secs(60))
+            .for_element(fantoccini::Locator::Css(
+                "#verify-result[data-state=valid], #verify-result[data-state=invalid], #verify-result[data-state=error]",
+            ))
+            .await?;
+        let state = result.attr("data-state").await?.unwrap_or_default();
+        anyhow::ensure!(state == "valid", "the page says {state}: {}", result.text().await?);
+        let summary = client.find(fantoccini::Locator::Css("#verify-summary")).await?;
+        let shown = summary.attr("data-transcript-hash").await?.unwrap_or_default();
+        anyhow::ensure!(shown == hash, "page hash {shown} != CLI hash {hash}");
+        Ok(())
+    })
+    .await;
 
     // Every step is in the audit trail, with who did it.
     let (status, audit) = s

@@ -12,6 +12,8 @@
 //! - [`rewrite`]: the pure per-viewer RTP rewrite (SSRC, payload type, extension ids,
 //!   sequence/timestamp continuity across publisher sessions).
 //! - `sdp`: the little SDP reading the SFU needs before the crate parses the offer.
+//! - [`record`]: each publisher session recorded to a WebM file (fed through a bounded
+//!   channel to its own writer thread, so recording never slows forwarding).
 //!
 //! # Forwarding
 //!
@@ -23,12 +25,14 @@
 //! viewers are answered by the crate's NACK responder interceptor from its send buffer.
 //! A viewer that falls behind the channel loses packets (counted) and asks for a keyframe.
 
+pub mod record;
 pub mod rewrite;
 mod sdp;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -55,6 +59,8 @@ use webrtc::rtp_transceiver::RtpSender;
 
 pub use rewrite::{Negotiated, Rewriter};
 
+/// How long shutdown waits for recordings to be finished.
+const RECORDING_FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the answer may wait for ICE candidate gathering (host candidates and, with
 /// STUN configured, a server-reflexive one). WHIP/WHEP answers carry all candidates.
 const GATHERING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -123,6 +129,9 @@ pub struct SfuConfig {
     /// The address advertised instead of the bound one (1:1 NAT deployments).
     pub public_ip: Option<IpAddr>,
     pub ice_servers: Vec<IceServer>,
+    /// Where each publisher session is recorded (`<dir>/<event id>/<segment>.webm`);
+    /// `None`: no recording.
+    pub recordings_dir: Option<PathBuf>,
 }
 
 impl Default for SfuConfig {
@@ -132,6 +141,7 @@ impl Default for SfuConfig {
             udp_ports: None,
             public_ip: None,
             ice_servers: Vec::new(),
+            recordings_dir: None,
         }
     }
 }
@@ -164,6 +174,10 @@ pub enum SfuEvent {
     PublisherConnected { event_id: String },
     /// The event's publisher went away (DELETE, failure or timeout).
     PublisherGone { event_id: String },
+    /// A segment's file was created (at the session's first keyframe).
+    RecordingStarted(record::RecordingSegment),
+    /// A segment's file was finished (publisher gone or shutdown).
+    RecordingFinished(record::RecordingSegment),
 }
 
 /// The SFU: rooms by event id.
@@ -209,6 +223,7 @@ impl Sfu {
         offer_sdp: String,
     ) -> Result<Session, SfuError> {
         sdp::check_offer(&offer_sdp)?;
+        let expected = sdp::sent_kinds(&offer_sdp);
         let room = self.room(event_id);
         if room.publisher_live() {
             return Err(SfuError::AlreadyPublishing);
@@ -223,6 +238,16 @@ impl Sfu {
             }
         };
         let id = session_id();
+        let recorder = self.config.recordings_dir.as_deref().and_then(|dir| {
+            record::Recorder::start(
+                dir,
+                event_id,
+                expected,
+                Arc::downgrade(&room),
+                self.events.clone(),
+            )
+        });
+        let tap = recorder.as_ref().map(record::Recorder::tap);
         let previous = {
             let mut state = lock(&room.state);
             if state
@@ -237,6 +262,7 @@ impl Sfu {
                     session: id.clone(),
                     peer: Arc::clone(&peer),
                     state: signals.state.subscribe(),
+                    recorder,
                 }))
             }
         };
@@ -246,6 +272,9 @@ impl Sfu {
         };
         if let Some(previous) = previous {
             let _ = previous.peer.close().await;
+            if let Some(recorder) = previous.recorder {
+                tokio::spawn(recorder.finish(RECORDING_FINISH_TIMEOUT));
+            }
         }
         tracing::info!(event_id, session = %id, "publisher accepted");
 
@@ -263,6 +292,7 @@ impl Sfu {
                     room,
                     Arc::clone(&reader_peer),
                     track,
+                    tap.clone(),
                 ));
             }
         });
@@ -382,6 +412,7 @@ impl Sfu {
             .get(event_id)
             .cloned()
             .ok_or(SfuError::UnknownSession)?;
+        let mut recorder = None;
         let peer = {
             let mut state = lock(&room.state);
             if state
@@ -389,13 +420,19 @@ impl Sfu {
                 .as_ref()
                 .is_some_and(|p| p.session == session)
             {
-                state.publisher.take().map(|p| p.peer)
+                state.publisher.take().map(|p| {
+                    recorder = p.recorder;
+                    p.peer
+                })
             } else {
                 state.viewers.remove(session)
             }
         };
         let peer = peer.ok_or(SfuError::UnknownSession)?;
         let _ = peer.close().await;
+        if let Some(recorder) = recorder {
+            tokio::spawn(recorder.finish(RECORDING_FINISH_TIMEOUT));
+        }
         Ok(())
     }
 
@@ -439,19 +476,31 @@ impl Sfu {
             .collect()
     }
 
-    /// Closes every peer (graceful shutdown).
+    /// Closes every peer and finishes every recording (graceful shutdown).
     pub async fn close_all(&self) {
         let rooms: Vec<Arc<Room>> = lock(&self.rooms).drain().map(|(_, r)| r).collect();
+        let mut recorders = Vec::new();
         for room in rooms {
             let peers: Vec<Arc<dyn PeerConnection>> = {
                 let mut state = lock(&room.state);
                 let mut peers: Vec<_> = state.viewers.drain().map(|(_, p)| p).collect();
-                peers.extend(state.publisher.take().map(|p| p.peer));
+                if let Some(publisher) = state.publisher.take() {
+                    peers.push(publisher.peer);
+                    recorders.extend(publisher.recorder);
+                }
                 peers
             };
             for peer in peers {
                 let _ = peer.close().await;
             }
+        }
+        // Every writer is told first, then waited for: they finish in parallel.
+        let finishing: Vec<_> = recorders
+            .into_iter()
+            .map(|r| r.finish(RECORDING_FINISH_TIMEOUT))
+            .collect();
+        for finished in finishing {
+            finished.await;
         }
     }
 
@@ -588,6 +637,8 @@ struct Publisher {
     session: String,
     peer: Arc<dyn PeerConnection>,
     state: watch::Receiver<RTCPeerConnectionState>,
+    /// This session's recording; dropping it finishes the file.
+    recorder: Option<record::Recorder>,
 }
 
 #[derive(Debug, Clone)]
@@ -819,6 +870,7 @@ async fn read_publisher_track(
     room: Arc<Room>,
     peer: Arc<dyn PeerConnection>,
     track: Arc<dyn TrackRemote>,
+    recorder: Option<record::RecorderTap>,
 ) {
     let Some(ssrc) = track.ssrcs().await.first().copied() else {
         return;
@@ -864,6 +916,9 @@ async fn read_publisher_track(
                 }
                 room.ingest_bytes
                     .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                if let Some(recorder) = &recorder {
+                    recorder.offer(kind, &mime, &packet);
+                }
                 // No receivers is normal (nobody watching yet).
                 let _ = room.packets.send(Arc::new(Forwarded {
                     kind,
@@ -938,20 +993,23 @@ async fn watch_publisher(
         }
     }
     // Gone: free the slot if it is still ours, so the same token can publish again.
-    let peer = {
+    let publisher = {
         let mut guard = lock(&room.state);
         if guard
             .publisher
             .as_ref()
             .is_some_and(|p| p.session == session)
         {
-            guard.publisher.take().map(|p| p.peer)
+            guard.publisher.take()
         } else {
             None
         }
     };
-    if let Some(peer) = peer {
-        let _ = peer.close().await;
+    if let Some(publisher) = publisher {
+        let _ = publisher.peer.close().await;
+        if let Some(recorder) = publisher.recorder {
+            recorder.finish(RECORDING_FINISH_TIMEOUT).await;
+        }
     }
     tracing::info!(event_id, session, "publisher gone");
     drop(room);

@@ -37,6 +37,35 @@ pub(super) fn offered_mime_types(sdp: &str) -> Vec<String> {
     mimes
 }
 
+/// Whether the offer sends audio and video (media sections not `recvonly`/`inactive`).
+pub(super) fn sent_kinds(sdp: &str) -> super::record::Expected {
+    let mut expected = super::record::Expected::default();
+    let mut section: Option<(String, bool)> = None;
+    let close = |section: Option<(String, bool)>, expected: &mut super::record::Expected| {
+        if let Some((kind, true)) = section {
+            match kind.as_str() {
+                "audio" => expected.audio = true,
+                "video" => expected.video = true,
+                _ => {}
+            }
+        }
+    };
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        if let Some(media) = line.strip_prefix("m=") {
+            close(section.take(), &mut expected);
+            let kind = media.split(' ').next().unwrap_or("").to_owned();
+            section = Some((kind, true));
+        } else if line == "a=recvonly" || line == "a=inactive" {
+            if let Some((_, sends)) = section.as_mut() {
+                *sends = false;
+            }
+        }
+    }
+    close(section, &mut expected);
+    expected
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +79,10 @@ mod tests {
             vec!["audio/opus", "video/VP8", "video/rtx"]
         );
         assert!(check_offer(sdp).is_ok());
+        let kinds = sent_kinds(sdp);
+        assert!(kinds.audio && kinds.video);
+        let kinds = sent_kinds("v=0\r\nm=audio 9 RTP 111\r\na=sendonly\r\nm=video 9 RTP 96\r\na=recvonly\r\n");
+        assert!(kinds.audio && !kinds.video);
     }
 
     #[test]

@@ -141,6 +141,13 @@ pub struct MediaSettings {
     /// Largest accepted SDP offer in bytes.
     #[serde(default = "default_media_max_sdp")]
     pub max_sdp_bytes: usize,
+    /// Record every publisher session (one WebM file per session).
+    #[serde(default = "default_true")]
+    pub recording: bool,
+    /// Where recordings are written (`<dir>/<event id>/<segment>.webm`). Unset:
+    /// `<data_dir>/recordings`.
+    #[serde(default)]
+    pub recordings_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for MediaSettings {
@@ -153,6 +160,8 @@ impl std::fmt::Debug for MediaSettings {
             .field("ice_servers", &self.ice_servers)
             .field("turn_username", &self.turn_username)
             .field("max_sdp_bytes", &self.max_sdp_bytes)
+            .field("recording", &self.recording)
+            .field("recordings_dir", &self.recordings_dir)
             .finish_non_exhaustive()
     }
 }
@@ -168,6 +177,8 @@ impl Default for MediaSettings {
             turn_username: String::new(),
             turn_credential: String::new(),
             max_sdp_bytes: default_media_max_sdp(),
+            recording: true,
+            recordings_dir: None,
         }
     }
 }
@@ -184,6 +195,9 @@ impl MediaSettings {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_media_bind_ip() -> std::net::IpAddr {
     std::net::IpAddr::from([0, 0, 0, 0])
 }
@@ -401,6 +415,8 @@ const ENV_KEYS: &[(&str, &str)] = &[
         "GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE",
         "lookup.per_child_per_minute",
     ),
+    ("GONGKAI_MEDIA_RECORDING", "media.recording"),
+    ("GONGKAI_MEDIA_RECORDINGS_DIR", "media.recordings_dir"),
 ];
 
 const HARNESS_ENV_PREFIXES: &[&str] = &["GONGKAI_TEST_", "GONGKAI_BIN"];
@@ -576,6 +592,14 @@ impl Settings {
         }
     }
 
+    /// Where recordings live: `media.recordings_dir`, or `<data_dir>/recordings`.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.media
+            .recordings_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("recordings"))
+    }
+
     /// Whether cookies must carry `Secure`.
     pub fn https(&self) -> bool {
         self.public_url
@@ -658,6 +682,19 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.database_url(), "sqlite://data/gongkai.db");
         assert!(!s.https());
+        assert!(s.media.recording);
+        assert_eq!(s.recordings_dir(), PathBuf::from("data/recordings"));
+        let s = load(
+            None,
+            &[
+                ("GONGKAI_MEDIA_RECORDING", "false"),
+                ("GONGKAI_MEDIA_RECORDINGS_DIR", "/srv/rec"),
+            ],
+            ConfigArgs::default(),
+        )
+        .unwrap();
+        assert!(!s.media.recording);
+        assert_eq!(s.recordings_dir(), PathBuf::from("/srv/rec"));
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("cannot resume draw play-outs")?;
     crate::ceremony::playout::spawn_watchdog(state.clone());
+    routes::media::spawn_recording_catalogue(&state);
+    let media_state = state.clone();
 
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown({
@@ -84,6 +86,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     }
     signal_task.abort();
+    // Media peers closed, recordings finished (duration, cues) and catalogued.
+    for segment in media_state.sfu.close_all().await {
+        routes::media::save_recording(&media_state, segment).await;
+    }
+    drop(media_state);
     // Rooms saw the cancellation: sockets get 1001, the last rows are written.
     hub.drain(Duration::from_secs(5)).await;
     store.close().await;

@@ -476,8 +476,9 @@ impl Sfu {
             .collect()
     }
 
-    /// Closes every peer and finishes every recording (graceful shutdown).
-    pub async fn close_all(&self) {
+    /// Closes every peer and finishes every recording (graceful shutdown); returns the
+    /// segments finished.
+    pub async fn close_all(&self) -> Vec<record::RecordingSegment> {
         let rooms: Vec<Arc<Room>> = lock(&self.rooms).drain().map(|(_, r)| r).collect();
         let mut recorders = Vec::new();
         for room in rooms {
@@ -499,9 +500,11 @@ impl Sfu {
             .into_iter()
             .map(|r| r.finish(RECORDING_FINISH_TIMEOUT))
             .collect();
+        let mut segments = Vec::new();
         for finished in finishing {
-            finished.await;
+            segments.extend(finished.await);
         }
+        segments
     }
 
     /// Drops the event's room once nothing uses it any more (no publisher, viewer or
@@ -1008,7 +1011,7 @@ async fn watch_publisher(
     if let Some(publisher) = publisher {
         let _ = publisher.peer.close().await;
         if let Some(recorder) = publisher.recorder {
-            recorder.finish(RECORDING_FINISH_TIMEOUT).await;
+            let _ = recorder.finish(RECORDING_FINISH_TIMEOUT).await;
         }
     }
     tracing::info!(event_id, session, "publisher gone");

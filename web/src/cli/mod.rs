@@ -49,6 +49,8 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [draw] pace_ms                  GONGKAI_DRAW_PACE_MS            200
   [lookup] per_ip_per_minute      GONGKAI_LOOKUP_PER_IP_PER_MINUTE 10
   [lookup] per_child_per_minute   GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE 10
+  [media] recording               GONGKAI_MEDIA_RECORDING         true (one WebM file per publisher session)
+  [media] recordings_dir          GONGKAI_MEDIA_RECORDINGS_DIR    <data_dir>/recordings
 Unknown keys and invalid values stop the start with an error naming the key (exit 2).";
 
 #[derive(Debug, Parser)]

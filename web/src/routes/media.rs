@@ -10,6 +10,9 @@
 //! - `DELETE /whip|whep/{event_id}/{session}`: end the session; `PATCH`: 405 (no trickle:
 //!   answers carry every candidate); `OPTIONS`: CORS preflight with the ICE servers.
 //! - `GET /api/v1/events/{id}/media`: publishing/paused/viewers for the player and pages.
+//! - `GET /api/v1/events/{id}/recordings`: the recorded segments; `GET
+//!   /recordings/{event_id}/{segment}.webm` serves one (Range requests, 206/416).
+//!   [`spawn_recording_catalogue`] writes the SFU's recording events to the store.
 //! - `GET /staff/events/{id}/broadcast`: the broadcaster page (`broadcast.js`).
 
 use std::sync::Arc;
@@ -23,10 +26,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use streaming::sfu::record::RecordingSegment;
 use streaming::sfu::{IceServer, Sfu, SfuConfig, SfuError, SfuEvent};
 
 use crate::auth::secret_hash;
-use crate::config::MediaSettings;
+use crate::config::Settings;
 use crate::domain::event::{Event, EventId, EventStatus};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -43,8 +47,9 @@ const RETRY_AFTER_SECS: &str = "2";
 /// How long after a WHIP answer the event may follow the publisher to "live".
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Builds the SFU from `[media]`.
-pub fn sfu_from_settings(media: &MediaSettings) -> Arc<Sfu> {
+/// Builds the SFU from `[media]` (and the recordings directory).
+pub fn sfu_from_settings(settings: &Settings) -> Arc<Sfu> {
+    let media = &settings.media;
     let urls = media.ice_server_urls();
     let ice_servers = urls
         .into_iter()
@@ -71,6 +76,104 @@ pub fn sfu_from_settings(media: &MediaSettings) -> Arc<Sfu> {
         udp_ports,
         public_ip: media.public_ip,
         ice_servers,
+        recordings_dir: media.recording.then(|| settings.recordings_dir()),
+    })
+}
+
+/// Keeps the recordings catalogue: every segment the SFU starts or finishes becomes a row.
+/// Rows a previous process left unfinished (it died while recording) are closed first,
+/// with the file's size.
+pub fn spawn_recording_catalogue(state: &AppState) {
+    let mut events = state.sfu.subscribe();
+    let state = state.clone();
+    tokio::spawn(async move {
+        close_unfinished_recordings(&state).await;
+        loop {
+            let segment = match events.recv().await {
+                Ok(SfuEvent::RecordingStarted(segment) | SfuEvent::RecordingFinished(segment)) => {
+                    segment
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "recording catalogue fell behind the SFU's events");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            save_recording(&state, segment).await;
+        }
+    });
+}
+
+/// Stores one segment's row (started or finished; the later state wins).
+pub async fn save_recording(state: &AppState, segment: RecordingSegment) {
+    let Some(event_id) = EventId::parse(&segment.event_id) else {
+        return;
+    };
+    let row = crate::store::Recording {
+        segment: i64::from(segment.segment),
+        file_name: segment.file_name,
+        codecs: segment.codecs,
+        started_ms: segment.started_ms,
+        ended_ms: segment.ended_ms,
+        duration_ms: i64::try_from(segment.duration_ms).unwrap_or(i64::MAX),
+        bytes: i64::try_from(segment.bytes).unwrap_or(i64::MAX),
+        dropped_packets: i64::try_from(segment.dropped_packets).unwrap_or(i64::MAX),
+    };
+    if let Err(error) = state.store.save_recording(&event_id, &row).await {
+        tracing::warn!(%error, event_id = %event_id, "could not save a recording's row");
+    }
+}
+
+async fn close_unfinished_recordings(state: &AppState) {
+    let unfinished = match state.store.unfinished_recordings().await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(%error, "could not list unfinished recordings");
+            return;
+        }
+    };
+    for (event_id, mut row) in unfinished {
+        let Some(path) = recording_path(state, &event_id, &row.file_name) else {
+            continue;
+        };
+        let Ok(metadata) = tokio::fs::metadata(&path).await else {
+            continue;
+        };
+        row.bytes = i64::try_from(metadata.len()).unwrap_or(i64::MAX);
+        row.ended_ms = Some(
+            metadata
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_millis()).ok())
+                .unwrap_or(row.started_ms),
+        );
+        // The file is a live-stream WebM without a duration; estimate it from the clock.
+        row.duration_ms = row.ended_ms.unwrap_or(row.started_ms) - row.started_ms;
+        tracing::info!(event_id = %event_id, segment = row.segment, "closing a recording left unfinished");
+        let _ = state.store.save_recording(&event_id, &row).await;
+    }
+}
+
+/// The file of a segment, from parsed ids and a stored file name (never request text).
+fn recording_path(
+    state: &AppState,
+    event_id: &EventId,
+    file_name: &str,
+) -> Option<std::path::PathBuf> {
+    // Names come from the SFU (`0001.webm`); checked again because they name a file.
+    let safe = !file_name.is_empty()
+        && file_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && !file_name.starts_with('.');
+    safe.then(|| {
+        state
+            .settings
+            .recordings_dir()
+            .join(event_id.as_str())
+            .join(file_name)
     })
 }
 
@@ -103,6 +206,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/whep/{event_id}", post(whep).options(preflight))
         .route("/staff/events/{id}/broadcast", get(broadcast_page))
+        .route("/recordings/{event_id}/{file}", get(recording_file))
         .route(
             "/whep/{event_id}/{session}",
             axum::routing::delete(end_whep)
@@ -145,7 +249,89 @@ async fn broadcast_page(
 
 /// Routes under `/api/v1`.
 pub fn api_routes() -> Router<AppState> {
-    Router::new().route("/events/{id}/media", get(media_status))
+    Router::new()
+        .route("/events/{id}/media", get(media_status))
+        .route("/events/{id}/recordings", get(recordings))
+}
+
+/// The event's recorded segments, finished ones with a URL to play.
+async fn recordings(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let event = match load(&state, &id).await {
+        Ok(event) => event,
+        Err(response) => return *response,
+    };
+    match recording_list(&state, &event).await {
+        Ok(list) => axum::Json(json!({ "recordings": list })).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The segments as the API and the event page show them.
+pub async fn recording_list(
+    state: &AppState,
+    event: &Event,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let rows = state.store.recordings(&event.id).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "segment": r.segment,
+                "url": format!("/recordings/{}/{}", event.id.as_str(), r.file_name),
+                "content_type": "video/webm",
+                "codecs": r.codecs,
+                "started_ms": r.started_ms,
+                "ended_ms": r.ended_ms,
+                "recording": r.ended_ms.is_none(),
+                "duration_ms": r.duration_ms,
+                "bytes": r.bytes,
+            })
+        })
+        .collect())
+}
+
+/// One segment's file, with Range support (206, `Content-Range`, 416) from `ServeFile`.
+async fn recording_file(
+    State(state): State<AppState>,
+    Path((event_id, file)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    use tower::ServiceExt as _;
+
+    let not_found = || ApiError::NotFound("recording".into()).into_response();
+    let Ok(event) = load(&state, &event_id).await else {
+        return not_found();
+    };
+    // `{segment}.webm`: only the number is taken from the request.
+    let Some(segment) = file
+        .strip_suffix(".webm")
+        .filter(|n| !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<i64>().ok())
+    else {
+        return not_found();
+    };
+    let row = match state.store.recording(&event.id, segment).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return not_found(),
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let Some(path) = recording_path(&state, &event.id, &row.file_name) else {
+        return not_found();
+    };
+    // The `.webm` extension gives `Content-Type: video/webm`.
+    let service = tower_http::services::ServeFile::new(path);
+    match service.oneshot(request).await {
+        Ok(response) if response.status() == StatusCode::NOT_FOUND => not_found(),
+        Ok(response) => {
+            let mut response = response.map(axum::body::Body::new);
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            response
+        }
+        Err(infallible) => match infallible {},
+    }
 }
 
 #[tracing::instrument(skip_all, fields(event_id = %event_id))]

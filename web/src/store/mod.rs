@@ -13,11 +13,13 @@
 //! - `audit`: who did what, when
 //! - `draws`: draw ceremonies, sealed applications, witnesses, the draw audit trail
 //! - `hub`: the live-event hub's writes, room seeds and the event record
+//! - `recordings`: the catalogue of recorded segments
 
 mod audit;
 mod draws;
 mod events;
 mod hub;
+mod recordings;
 mod secrets;
 mod sessions;
 mod tokens;
@@ -34,6 +36,7 @@ use sqlx::{AnyPool, Connection, Executor};
 pub use audit::AuditEntry;
 pub use draws::{DrawAuditEntry, DrawRow, StepWrite, StoredApplication, WitnessRow};
 pub use hub::{EventRecord, OfflineAnswer, RecordChat, RecordQuestion, ViewerSample, role_name};
+pub use recordings::Recording;
 pub use tokens::ApiTokenInfo;
 pub use users::StaffUser;
 

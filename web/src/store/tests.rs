@@ -53,6 +53,7 @@ both_backends!(
     draw_steps_are_conditional_and_audited,
     draw_applications_are_all_or_nothing,
     playout_lease_goes_to_one_node,
+    recordings_are_listed_in_order_and_finished_in_place,
 );
 
 async fn playout_lease_goes_to_one_node(store: &Store) {
@@ -544,4 +545,37 @@ async fn unknown_staff_leaves_no_half_written_event(store: &Store) {
     );
     assert!(store.event(&id).await.unwrap().is_none());
     assert!(store.list_events(None, true, 10).await.unwrap().is_empty());
+}
+
+async fn recordings_are_listed_in_order_and_finished_in_place(store: &Store) {
+    let id = EventId::parse("rec1").unwrap();
+    store.create_event(&id, &draft(&[]), "admin", 1).await.unwrap();
+    let started = |segment: i64| Recording {
+        segment,
+        file_name: format!("{segment:04}.webm"),
+        codecs: "vp8,opus".into(),
+        started_ms: 1_000 * segment,
+        ended_ms: None,
+        duration_ms: 0,
+        bytes: 500,
+        dropped_packets: 0,
+    };
+    store.save_recording(&id, &started(2)).await.unwrap();
+    store.save_recording(&id, &started(1)).await.unwrap();
+    let finished = Recording {
+        ended_ms: Some(9_000),
+        duration_ms: 7_500,
+        bytes: 123_456_789_012,
+        dropped_packets: 3,
+        ..started(1)
+    };
+    store.save_recording(&id, &finished).await.unwrap();
+    let list = store.recordings(&id).await.unwrap();
+    assert_eq!(list, vec![finished.clone(), started(2)]);
+    assert_eq!(store.recording(&id, 1).await.unwrap(), Some(finished));
+    assert_eq!(store.recording(&id, 3).await.unwrap(), None);
+    let unfinished = store.unfinished_recordings().await.unwrap();
+    assert_eq!(unfinished, vec![(id.clone(), started(2))]);
+    let other = EventId::parse("other").unwrap();
+    assert!(store.recordings(&other).await.unwrap().is_empty());
 }

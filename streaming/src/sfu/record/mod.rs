@@ -29,7 +29,7 @@ use rtc::rtp;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::codec::vp8::Vp8Packet;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use self::webm::{TrackSpec, WebmFile};
 use super::{Room, SfuEvent};
@@ -70,7 +70,7 @@ pub struct RecordingSegment {
 pub(super) struct Recorder {
     packets: mpsc::Sender<Input>,
     dropped: Arc<AtomicU64>,
-    finished: watch::Receiver<bool>,
+    finished: oneshot::Receiver<Option<RecordingSegment>>,
 }
 
 /// What a track reader holds: sends nothing once the recording has ended.
@@ -114,7 +114,7 @@ impl Recorder {
             return None;
         }
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let (finished_tx, finished) = watch::channel(false);
+        let (finished_tx, finished) = oneshot::channel();
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             dir: dir.join(event_id),
@@ -125,8 +125,7 @@ impl Recorder {
             dropped: Arc::clone(&dropped),
         };
         tokio::task::spawn_blocking(move || {
-            writer.run(rx);
-            let _ = finished_tx.send(true);
+            let _ = finished_tx.send(writer.run(rx));
         });
         Some(Recorder {
             packets: tx,
@@ -143,19 +142,21 @@ impl Recorder {
     }
 
     /// Ends the recording now; the future waits (at most `timeout`) until the file is
-    /// finished.
+    /// finished and returns the segment (`None`: no file was written, or it took too long).
     pub(super) fn finish(
         self,
         timeout: Duration,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    ) -> impl std::future::Future<Output = Option<RecordingSegment>> + Send + 'static {
         let Recorder {
-            packets,
-            mut finished,
-            ..
+            packets, finished, ..
         } = self;
         drop(packets);
         async move {
-            let _ = tokio::time::timeout(timeout, finished.wait_for(|done| *done)).await;
+            tokio::time::timeout(timeout, finished)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
         }
     }
 }
@@ -248,7 +249,7 @@ struct Open {
 }
 
 impl Writer {
-    fn run(self, mut rx: mpsc::Receiver<Input>) {
+    fn run(self, mut rx: mpsc::Receiver<Input>) -> Option<RecordingSegment> {
         let mut state = State {
             origin: Instant::now(),
             video: None,
@@ -266,9 +267,7 @@ impl Writer {
         }
         // Whatever arrives after an error is discarded; the channel closes with `rx`.
         drop(rx);
-        if let Some(open) = state.file.take() {
-            self.finish(open);
-        }
+        state.file.take().map(|open| self.finish(open))
     }
 
     fn handle(&self, state: &mut State, input: Input) -> std::io::Result<()> {
@@ -467,7 +466,7 @@ impl Writer {
         Ok(())
     }
 
-    fn finish(&self, open: Open) {
+    fn finish(&self, open: Open) -> RecordingSegment {
         let Open {
             webm,
             mut segment,
@@ -496,7 +495,10 @@ impl Writer {
             dropped = segment.dropped_packets,
             "recording finished"
         );
-        let _ = self.events.send(SfuEvent::RecordingFinished(segment));
+        let _ = self
+            .events
+            .send(SfuEvent::RecordingFinished(segment.clone()));
+        segment
     }
 
     fn request_keyframe(&self, state: &mut State) {

@@ -571,3 +571,180 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
     .await;
     viewer.close().await;
 }
+
+/// What `ffprobe` (Debian's ffmpeg, installed by `./test.sh`) reads from a file: codec
+/// names of its streams and the container's duration in seconds.
+fn ffprobe(path: &std::path::Path) -> (Vec<String>, f64) {
+    let output = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-show_format", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (Debian's ffmpeg; ./test.sh installs it)");
+    assert!(
+        output.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let probe: Value = serde_json::from_slice(&output.stdout).expect("ffprobe JSON");
+    let codecs = probe["streams"]
+        .as_array()
+        .map(|streams| {
+            streams
+                .iter()
+                .filter_map(|s| s["codec_name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let duration = probe["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    (codecs, duration)
+}
+
+#[tokio::test]
+async fn each_aiortc_session_is_recorded_as_a_playable_webm_segment_and_replayed() {
+    use crate::support::browser::BrowserOptions;
+
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    let client = app.anonymous_client();
+
+    // Publish, stop (DELETE), publish again: two sessions, two segments.
+    for session in 1..=2 {
+        let publisher = Peer::start("whip_publisher.py", &[&whip, &token, "5"]);
+        let lines = publisher.finish().await;
+        assert_eq!(
+            lines.first().map(|l| l["status"].clone()),
+            Some(json!(201)),
+            "session {session}: {lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l["event"] == "ended")
+                && !lines.iter().any(|l| l["event"] == "delete_failed"),
+            "session {session}: {lines:?}"
+        );
+        let status = wait_status(&app, &event, |s| s["publishing"] == false).await;
+        assert_eq!(status["publishing"], false, "{status}");
+    }
+    let url = app.url(&format!("/api/v1/events/{event}/recordings"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let recordings = loop {
+        let body: Value = client
+            .get(&url)
+            .send()
+            .await
+            .expect("recordings")
+            .json()
+            .await
+            .expect("recordings JSON");
+        let list = body["recordings"].as_array().cloned().unwrap_or_default();
+        let finished = list.len() == 2 && list.iter().all(|r| r["recording"] == false);
+        if finished || tokio::time::Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(recordings.len(), 2, "{recordings:?}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (index, recording) in recordings.iter().enumerate() {
+        assert_eq!(recording["segment"], index as u64 + 1, "{recording}");
+        assert_eq!(recording["codecs"], "vp8,opus", "{recording}");
+        assert_eq!(recording["recording"], false, "{recording}");
+        let duration_ms = recording["duration_ms"].as_u64().unwrap_or(0);
+        assert!(duration_ms > 1000, "{recording}");
+        let file_url = app.url(recording["url"].as_str().expect("url"));
+        let response = client.get(&file_url).send().await.expect("recording file");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "video/webm");
+        assert_eq!(response.headers()["accept-ranges"], "bytes");
+        let body = response.bytes().await.expect("file body");
+        assert!(!body.is_empty());
+        assert_eq!(Some(body.len() as u64), recording["bytes"].as_u64());
+        let path = dir.path().join(format!("{index}.webm"));
+        std::fs::write(&path, &body).expect("write copy");
+        let (codecs, duration) = ffprobe(&path);
+        assert!(codecs.iter().any(|c| c == "vp8"), "streams: {codecs:?}");
+        assert!(codecs.iter().any(|c| c == "opus"), "streams: {codecs:?}");
+        assert!(duration > 1.0, "ffprobe duration {duration}");
+        eprintln!(
+            "segment {}: {} bytes, {duration} s, {codecs:?}",
+            index + 1,
+            body.len()
+        );
+
+        // Range requests: the bytes asked for, 206; past the end, 416.
+        let partial = client
+            .get(&file_url)
+            .header("range", "bytes=100-1123")
+            .send()
+            .await
+            .expect("range request");
+        assert_eq!(partial.status(), 206);
+        assert_eq!(
+            partial.headers()["content-range"],
+            format!("bytes 100-1123/{}", body.len()).as_str()
+        );
+        let part = partial.bytes().await.expect("range body");
+        assert_eq!(&part[..], &body[100..1124]);
+        let beyond = client
+            .get(&file_url)
+            .header("range", format!("bytes={}-", body.len() + 10))
+            .send()
+            .await
+            .expect("bad range request");
+        assert_eq!(beyond.status(), 416);
+    }
+
+    // Nothing but parsed ids reaches the file system.
+    for bad in [
+        format!("/recordings/{event}/..%2F..%2Fgongkai.db"),
+        format!("/recordings/{event}/3.webm"),
+        format!("/recordings/{event}/1.mp4"),
+        "/recordings/nosuchevent/1.webm".to_owned(),
+    ] {
+        let response = client.get(app.url(&bad)).send().await.expect("bad path");
+        assert_eq!(response.status(), 404, "{bad}");
+    }
+
+    // The past event page plays the recording in Chromium: frames decoded.
+    let api = app.create_token("admin", "media-end");
+    let ended = client
+        .post(app.url(&format!("/api/v1/events/{event}/end")))
+        .bearer_auth(&api)
+        .send()
+        .await
+        .expect("end event");
+    assert!(ended.status().is_success(), "{:?}", ended.status());
+    let page = app.url(&format!("/events/{event}"));
+    Browser::run_with(
+        "media_replay",
+        BrowserOptions { media: true },
+        |browser| async move {
+            browser.goto(&page).await?;
+            let segments = wait_js(
+                &browser,
+                "document.querySelectorAll('#replay-segments a').length",
+                Duration::from_secs(20),
+                |v| v.as_u64().is_some_and(|n| n > 0),
+            )
+            .await?;
+            anyhow::ensure!(segments == 2, "segments listed: {segments}");
+            let frames = wait_js(
+                &browser,
+                "(() => { const v = document.getElementById('replay'); v.muted = true; \
+                 v.play().catch(() => {}); \
+                 return v.readyState >= 2 ? v.getVideoPlaybackQuality().totalVideoFrames : 0; })()",
+                Duration::from_secs(30),
+                |v| v.as_u64().is_some_and(|n| n > 0),
+            )
+            .await?;
+            eprintln!("replay: {frames} frames decoded in Chromium");
+            Ok(())
+        },
+    )
+    .await;
+}

@@ -38,7 +38,9 @@ class MovingPattern(VideoStreamTrack):
 def post(url, headers, body, method="POST"):
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=20) as response:
-        return response.status, dict(response.headers), response.read().decode()
+        # The message object, not a dict: header names are case-insensitive (HTTP/1.1
+        # servers may send `location`).
+        return response.status, response.headers, response.read().decode()
 
 
 async def main(url, token, seconds):

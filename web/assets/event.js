@@ -239,3 +239,25 @@
 
   loadViewer().then(connect);
 })();
+
+// The past event's recording: one <video> and its segments (publisher sessions); a
+// segment plays on click, and the next one follows when it ends.
+(() => {
+  const video = document.getElementById("replay");
+  const list = document.getElementById("replay-segments");
+  if (!video || !list) return;
+  const links = Array.from(list.querySelectorAll("a.replay-segment"));
+  const select = (link, play) => {
+    links.forEach((l) => l.classList.toggle("current", l === link));
+    video.src = link.getAttribute("href");
+    if (play) video.play().catch(() => {});
+  };
+  links.forEach((link) => link.addEventListener("click", (ev) => {
+    ev.preventDefault();
+    select(link, true);
+  }));
+  video.addEventListener("ended", () => {
+    const at = links.findIndex((l) => l.classList.contains("current"));
+    if (at >= 0 && at + 1 < links.length) select(links[at + 1], true);
+  });
+})();

@@ -481,11 +481,24 @@ async fn record_ctx(state: &AppState, event: &Event) -> Result<minijinja::Value,
         return Ok(context! { likes, viewers_current => current });
     }
     let chart = viewer_chart(&samples);
+    // Finished segments only: a file still being written has no duration yet.
+    let recordings: Vec<minijinja::Value> = super::media::recording_list(state, event)
+        .await?
+        .into_iter()
+        .filter(|r| r["recording"] == false)
+        .map(|r| {
+            let seconds = r["duration_ms"].as_i64().unwrap_or(0) / 1000;
+            let duration = format!("{}:{:02}", seconds / 60, seconds % 60);
+            let base = minijinja::Value::from_serialize(&r);
+            context! { duration, ..base }
+        })
+        .collect();
     Ok(context! {
         likes,
         viewers_current => 0,
         record => minijinja::Value::from_serialize(&record),
         chart,
+        recordings,
     })
 }
 

@@ -4,7 +4,7 @@
 #   ./test.sh
 #
 # Idempotent: on a machine where everything is present it only checks and runs.
-# It may install Debian's chromium + chromium-driver (needs root or sudo),
+# It may install Debian's chromium + chromium-driver and ffmpeg (needs root or sudo),
 # start PostgreSQL and NATS if they are installed but stopped, and pip-install
 # the Python test peers in tests/requirements.txt. CI runs it via .ci/run.
 #
@@ -58,6 +58,17 @@ else
     as_root apt-get install -y -qq chromium chromium-driver </dev/null
     command -v chromium >/dev/null && command -v chromedriver >/dev/null ||
         die "chromium/chromedriver still missing after apt-get install"
+fi
+
+# ---------------------------------------------------------------------------
+section "ffprobe (Debian's ffmpeg: the recording tests read the files with it)"
+if command -v ffprobe >/dev/null; then
+    echo "present: $(ffprobe -version 2>/dev/null | head -n1)"
+else
+    echo "installing ffmpeg"
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends ffmpeg </dev/null
+    command -v ffprobe >/dev/null || die "ffprobe still missing after apt-get install ffmpeg"
 fi
 
 # ---------------------------------------------------------------------------

@@ -575,9 +575,9 @@ mod tests {
         let mut clock = Clock::new(u32::MAX - 90_000, 90_000, origin, origin);
         assert_eq!(clock.time_ms(u32::MAX - 90_000), 0);
         assert_eq!(clock.time_ms(u32::MAX - 45_000), 500);
-        assert_eq!(clock.time_ms(44_999), 1000); // wrapped
+        assert_eq!(clock.time_ms(44_999), 1500); // wrapped
         assert_eq!(clock.time_ms(u32::MAX - 45_000 + 9_000), 600); // late, earlier
-        assert_eq!(clock.time_ms(134_999), 2000);
+        assert_eq!(clock.time_ms(134_999), 2500);
     }
 
     #[test]

@@ -410,3 +410,109 @@ fn pad_to(mut bytes: Vec<u8>, len: usize) -> io::Result<Vec<u8>> {
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webm_iterable::WebmIterator;
+
+    fn tags(path: &Path) -> Vec<(MatroskaSpec, usize)> {
+        let file = File::open(path).unwrap();
+        let mut iterator = WebmIterator::new(file, &[]);
+        let mut out = Vec::new();
+        while let Some(tag) = iterator.next() {
+            let tag = tag.unwrap();
+            out.push((tag, iterator.last_emitted_tag_offset()));
+        }
+        out
+    }
+
+    /// 3 s of 30 fps video (keyframe every second) and 20 ms audio.
+    fn write_media(webm: &mut WebmFile) {
+        for ms in (0..3000).step_by(20) {
+            if ms % 33 < 20 {
+                let frame = ms / 33;
+                webm.write_frame(1, ms, frame % 30 == 0, &[0u8; 100]).unwrap();
+            }
+            webm.write_frame(2, ms, true, &[1u8; 40]).unwrap();
+        }
+    }
+
+    const TRACKS: &[TrackSpec] = &[
+        TrackSpec::Vp8 {
+            width: 320,
+            height: 240,
+        },
+        TrackSpec::Opus { channels: 2 },
+    ];
+
+    #[test]
+    fn a_finished_file_has_duration_cues_and_a_seek_head_that_points_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0001.webm");
+        let mut webm = WebmFile::create(&path, TRACKS).unwrap();
+        write_media(&mut webm);
+        let size = webm.finish(3000).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        assert!(WebmFile::create(&path, TRACKS).is_err(), "never overwrites");
+
+        let tags = tags(&path);
+        let duration = tags.iter().find_map(|(t, _)| match t {
+            MatroskaSpec::Duration(d) => Some(*d),
+            _ => None,
+        });
+        assert_eq!(duration, Some(3000.0));
+        let count = |f: fn(&MatroskaSpec) -> bool| tags.iter().filter(|(t, _)| f(t)).count();
+        assert_eq!(count(|t| matches!(t, MatroskaSpec::SimpleBlock(_))), 150 + 91);
+        assert_eq!(count(|t| matches!(t, MatroskaSpec::CuePoint(Master::Start))), 3);
+        assert_eq!(count(|t| matches!(t, MatroskaSpec::Cluster(Master::Start))), 3);
+        // The segment's size is known, and the SeekHead's positions land on the elements.
+        let segment_start = tags
+            .iter()
+            .find(|(t, _)| matches!(t, MatroskaSpec::Segment(Master::Start)))
+            .map(|(_, at)| *at + 12)
+            .unwrap();
+        let size_field = &bytes[segment_start - 8..segment_start];
+        assert_eq!(
+            u64::from_be_bytes(size_field.try_into().unwrap()) & !(1 << 56),
+            (bytes.len() - segment_start) as u64
+        );
+        let ids: Vec<Vec<u8>> = tags
+            .iter()
+            .filter_map(|(t, _)| match t {
+                MatroskaSpec::SeekID(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        let positions: Vec<u64> = tags
+            .iter()
+            .filter_map(|(t, _)| match t {
+                MatroskaSpec::SeekPosition(p) => Some(*p),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 3);
+        for (id, position) in ids.iter().zip(&positions) {
+            let at = segment_start + *position as usize;
+            assert_eq!(&bytes[at..at + id.len()], id.as_slice());
+        }
+    }
+
+    #[test]
+    fn an_unfinished_file_is_a_readable_live_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0001.webm");
+        let mut webm = WebmFile::create(&path, TRACKS).unwrap();
+        write_media(&mut webm);
+        drop(webm); // the process died: the last cluster is lost, the rest reads
+        let tags = tags(&path);
+        assert!(!tags.iter().any(|(t, _)| matches!(t, MatroskaSpec::Duration(_))));
+        assert!(tags.iter().any(|(t, _)| matches!(t, MatroskaSpec::CodecID(c) if c == "V_VP8")));
+        let clusters = tags
+            .iter()
+            .filter(|(t, _)| matches!(t, MatroskaSpec::Cluster(Master::Start)))
+            .count();
+        assert_eq!(clusters, 2);
+    }
+}

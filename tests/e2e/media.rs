@@ -576,7 +576,14 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
 /// names of its streams and the container's duration in seconds.
 fn ffprobe(path: &std::path::Path) -> (Vec<String>, f64) {
     let output = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_streams", "-show_format", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe (Debian's ffmpeg; ./test.sh installs it)");

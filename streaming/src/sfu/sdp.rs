@@ -56,10 +56,10 @@ pub(super) fn sent_kinds(sdp: &str) -> super::record::Expected {
             close(section.take(), &mut expected);
             let kind = media.split(' ').next().unwrap_or("").to_owned();
             section = Some((kind, true));
-        } else if line == "a=recvonly" || line == "a=inactive" {
-            if let Some((_, sends)) = section.as_mut() {
-                *sends = false;
-            }
+        } else if (line == "a=recvonly" || line == "a=inactive")
+            && let Some((_, sends)) = section.as_mut()
+        {
+            *sends = false;
         }
     }
     close(section, &mut expected);
@@ -81,7 +81,9 @@ mod tests {
         assert!(check_offer(sdp).is_ok());
         let kinds = sent_kinds(sdp);
         assert!(kinds.audio && kinds.video);
-        let kinds = sent_kinds("v=0\r\nm=audio 9 RTP 111\r\na=sendonly\r\nm=video 9 RTP 96\r\na=recvonly\r\n");
+        let kinds = sent_kinds(
+            "v=0\r\nm=audio 9 RTP 111\r\na=sendonly\r\nm=video 9 RTP 96\r\na=recvonly\r\n",
+        );
         assert!(kinds.audio && !kinds.video);
     }
 

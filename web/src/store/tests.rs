@@ -549,7 +549,10 @@ async fn unknown_staff_leaves_no_half_written_event(store: &Store) {
 
 async fn recordings_are_listed_in_order_and_finished_in_place(store: &Store) {
     let id = EventId::parse("rec1").unwrap();
-    store.create_event(&id, &draft(&[]), "admin", 1).await.unwrap();
+    store
+        .create_event(&id, &draft(&[]), "admin", 1)
+        .await
+        .unwrap();
     let started = |segment: i64| Recording {
         segment,
         file_name: format!("{segment:04}.webm"),

@@ -119,7 +119,7 @@ fn sps_size(sps: &[u8]) -> Option<(u16, u16)> {
         top = r.ue()?;
         bottom = r.ue()?;
     }
-    let field = 2 - u64::from(frame_mbs_only);
+    let field = 2 - frame_mbs_only;
     let width = (width_mbs * 16).checked_sub((left + right) * 2)?;
     let height = (field * height_units * 16).checked_sub((top + bottom) * 2 * field)?;
     Some((u16::try_from(width).ok()?, u16::try_from(height).ok()?))

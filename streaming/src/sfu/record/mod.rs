@@ -343,9 +343,8 @@ impl Writer {
         if state.file.is_none() {
             // Both tracks go into the header: wait (a little) for the audio to show up.
             let first_video = *state.first_video.get_or_insert_with(Instant::now);
-            let ready_for_audio = !self.expected.audio
-                || state.audio.is_some()
-                || first_video.elapsed() > AUDIO_WAIT;
+            let ready_for_audio =
+                !self.expected.audio || state.audio.is_some() || first_video.elapsed() > AUDIO_WAIT;
             let Some(spec) = spec.filter(|_| ready_for_audio) else {
                 self.request_keyframe(state);
                 return Ok(());
@@ -413,12 +412,7 @@ impl Writer {
     }
 
     /// Creates the next segment's file with `tracks`; `time` becomes its zero.
-    fn open(
-        &self,
-        state: &mut State,
-        tracks: &[TrackSpec],
-        time: i64,
-    ) -> std::io::Result<()> {
+    fn open(&self, state: &mut State, tracks: &[TrackSpec], time: i64) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let mut segment = next_segment(&self.dir)?;
         let (webm, file_name) = loop {

@@ -432,7 +432,8 @@ mod tests {
         for ms in (0..3000).step_by(20) {
             if ms % 33 < 20 {
                 let frame = ms / 33;
-                webm.write_frame(1, ms, frame % 30 == 0, &[0u8; 100]).unwrap();
+                webm.write_frame(1, ms, frame % 30 == 0, &[0u8; 100])
+                    .unwrap();
             }
             webm.write_frame(2, ms, true, &[1u8; 40]).unwrap();
         }
@@ -464,9 +465,18 @@ mod tests {
         });
         assert_eq!(duration, Some(3000.0));
         let count = |f: fn(&MatroskaSpec) -> bool| tags.iter().filter(|(t, _)| f(t)).count();
-        assert_eq!(count(|t| matches!(t, MatroskaSpec::SimpleBlock(_))), 150 + 91);
-        assert_eq!(count(|t| matches!(t, MatroskaSpec::CuePoint(Master::Start))), 3);
-        assert_eq!(count(|t| matches!(t, MatroskaSpec::Cluster(Master::Start))), 3);
+        assert_eq!(
+            count(|t| matches!(t, MatroskaSpec::SimpleBlock(_))),
+            150 + 91
+        );
+        assert_eq!(
+            count(|t| matches!(t, MatroskaSpec::CuePoint(Master::Start))),
+            3
+        );
+        assert_eq!(
+            count(|t| matches!(t, MatroskaSpec::Cluster(Master::Start))),
+            3
+        );
         // The segment's size is known, and the SeekHead's positions land on the elements.
         let segment_start = tags
             .iter()
@@ -507,8 +517,15 @@ mod tests {
         write_media(&mut webm);
         drop(webm); // the process died: the last cluster is lost, the rest reads
         let tags = tags(&path);
-        assert!(!tags.iter().any(|(t, _)| matches!(t, MatroskaSpec::Duration(_))));
-        assert!(tags.iter().any(|(t, _)| matches!(t, MatroskaSpec::CodecID(c) if c == "V_VP8")));
+        assert!(
+            !tags
+                .iter()
+                .any(|(t, _)| matches!(t, MatroskaSpec::Duration(_)))
+        );
+        assert!(
+            tags.iter()
+                .any(|(t, _)| matches!(t, MatroskaSpec::CodecID(c) if c == "V_VP8"))
+        );
         let clusters = tags
             .iter()
             .filter(|(t, _)| matches!(t, MatroskaSpec::Cluster(Master::Start)))

@@ -575,24 +575,21 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
 /// What `ffprobe` (Debian's ffmpeg, installed by `./test.sh`) reads from a file: codec
 /// names of its streams and the container's duration in seconds.
 fn ffprobe(path: &std::path::Path) -> (Vec<String>, f64) {
+    try_ffprobe(path)
+        .unwrap_or_else(|error| panic!("ffprobe failed on {}: {error}", path.display()))
+}
+
+/// As [`ffprobe`], with its complaint as the error (e.g. a file with no media yet).
+fn try_ffprobe(path: &std::path::Path) -> Result<(Vec<String>, f64), String> {
     let output = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-        ])
+        .args(["-v", "error", "-show_streams", "-show_format"])
+        .args(["-of", "json"])
         .arg(path)
         .output()
         .expect("ffprobe (Debian's ffmpeg; ./test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "ffprobe failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
     let probe: Value = serde_json::from_slice(&output.stdout).expect("ffprobe JSON");
     let codecs = probe["streams"]
         .as_array()
@@ -607,7 +604,7 @@ fn ffprobe(path: &std::path::Path) -> (Vec<String>, f64) {
         .as_str()
         .and_then(|d| d.parse().ok())
         .unwrap_or(0.0);
-    (codecs, duration)
+    Ok((codecs, duration))
 }
 
 #[tokio::test]
@@ -619,10 +616,55 @@ async fn each_aiortc_session_is_recorded_as_a_playable_webm_segment_and_replayed
     let whip = app.url(&format!("/whip/{event}"));
     let client = app.anonymous_client();
 
+    let dir = tempfile::tempdir().expect("temp dir");
     // Publish, stop (DELETE), publish again: two sessions, two segments.
     for session in 1..=2 {
-        let publisher = Peer::start("whip_publisher.py", &[&whip, &token, "5"]);
-        let lines = publisher.finish().await;
+        let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "5"]);
+        if session == 1 {
+            // While it is written, the segment is already a readable (live) WebM: what a
+            // crash would leave behind.
+            let first = publisher
+                .next(PEER_TIMEOUT)
+                .await
+                .expect("publisher started");
+            assert_eq!(first["status"], 201, "{first}");
+            let live = dir.path().join("live.webm");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            let codecs = loop {
+                let body: Value = client
+                    .get(app.url(&format!("/api/v1/events/{event}/recordings")))
+                    .send()
+                    .await
+                    .expect("recordings")
+                    .json()
+                    .await
+                    .expect("recordings JSON");
+                let mut codecs = Vec::new();
+                if let Some(url) = body["recordings"][0]["url"].as_str() {
+                    assert_eq!(body["recordings"][0]["recording"], true, "{body}");
+                    let bytes = client
+                        .get(app.url(url))
+                        .send()
+                        .await
+                        .expect("live file")
+                        .bytes()
+                        .await
+                        .expect("live body");
+                    std::fs::write(&live, &bytes).expect("write copy");
+                    // Before its first cluster the file has no media: ffprobe says EOF.
+                    codecs = try_ffprobe(&live).map(|(c, _)| c).unwrap_or_default();
+                }
+                if codecs.len() == 2 || tokio::time::Instant::now() > deadline {
+                    break codecs;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            assert_eq!(codecs, ["vp8", "opus"], "streams of the file being written");
+        }
+        let mut lines = publisher.finish().await;
+        if session == 1 {
+            lines.insert(0, json!({"status": 201}));
+        }
         assert_eq!(
             lines.first().map(|l| l["status"].clone()),
             Some(json!(201)),
@@ -656,7 +698,6 @@ async fn each_aiortc_session_is_recorded_as_a_playable_webm_segment_and_replayed
     };
     assert_eq!(recordings.len(), 2, "{recordings:?}");
 
-    let dir = tempfile::tempdir().expect("temp dir");
     for (index, recording) in recordings.iter().enumerate() {
         assert_eq!(recording["segment"], index as u64 + 1, "{recording}");
         assert_eq!(recording["codecs"], "vp8,opus", "{recording}");

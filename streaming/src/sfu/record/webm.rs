@@ -9,7 +9,7 @@
 //! Segment (size written as "unknown", patched on finish)
 //!   [reserved region] Info (no Duration) + Void     -> on finish: SeekHead + Info (Duration) + Void
 //!   Tracks
-//!   Cluster, Cluster, ...                            one write per cluster (<= ~5 s of media)
+//!   Cluster, Cluster, ...                            one write per cluster (<= ~2 s of media)
 //!   Cues                                             written on finish
 //! ```
 //!
@@ -30,7 +30,7 @@ const HEADER_REGION: usize = 256;
 /// A new cluster starts at a video keyframe once the current one is this old...
 const CLUSTER_MIN_MS: u64 = 1_000;
 /// ... and in any case at this age (bounds what a crash loses and the block offsets).
-const CLUSTER_MAX_MS: u64 = 5_000;
+const CLUSTER_MAX_MS: u64 = 2_000;
 /// Matroska timestamps are in units of TimestampScale nanoseconds: milliseconds here.
 const TIMESTAMP_SCALE_NS: u64 = 1_000_000;
 /// Segment/SeekHead/Seek/SeekPosition.

@@ -796,3 +796,63 @@ async fn each_aiortc_session_is_recorded_as_a_playable_webm_segment_and_replayed
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_h264_session_is_recorded_with_its_parameter_sets() {
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    let client = app.anonymous_client();
+    let lines = Peer::start("whip_publisher.py", &[&whip, &token, "4", "h264"])
+        .finish()
+        .await;
+    assert_eq!(
+        lines.first().map(|l| l["status"].clone()),
+        Some(json!(201)),
+        "{lines:?}"
+    );
+    let url = app.url(&format!("/api/v1/events/{event}/recordings"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let recording = loop {
+        let body: Value = client
+            .get(&url)
+            .send()
+            .await
+            .expect("recordings")
+            .json()
+            .await
+            .expect("recordings JSON");
+        let first = body["recordings"][0].clone();
+        if first["recording"] == false || tokio::time::Instant::now() > deadline {
+            break first;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(recording["codecs"], "h264,opus", "{recording}");
+    let body = client
+        .get(app.url(recording["url"].as_str().expect("url")))
+        .send()
+        .await
+        .expect("file")
+        .bytes()
+        .await
+        .expect("file body");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("h264.webm");
+    std::fs::write(&path, &body).expect("write copy");
+    let (codecs, duration) = ffprobe(&path);
+    assert_eq!(codecs, ["h264", "opus"]);
+    assert!(duration > 1.0, "ffprobe duration {duration}");
+    // The frames decode: ffmpeg reads every video frame without an error.
+    let decoded = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(&path)
+        .args(["-map", "0:v", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        decoded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+}

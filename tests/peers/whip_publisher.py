@@ -1,6 +1,6 @@
 """WHIP test publisher: a synthetic moving VP8 video track (and a tone) to gongkai.
 
-Usage: whip_publisher.py URL TOKEN SECONDS
+Usage: whip_publisher.py URL TOKEN SECONDS [vp8|h264]
 Prints one JSON line per state change on stdout ("published", "ended") and exits after
 SECONDS, deleting its session resource (a clean stop). Loopback only: no ICE servers.
 """
@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from av import VideoFrame
 
@@ -43,9 +43,16 @@ def post(url, headers, body, method="POST"):
         return response.status, response.headers, response.read().decode()
 
 
-async def main(url, token, seconds):
+async def main(url, token, seconds, codec):
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver(MovingPattern(), direction="sendonly")
+    video = pc.addTransceiver(MovingPattern(), direction="sendonly")
+    if codec != "vp8":
+        preferred = [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() == f"video/{codec}"
+        ]
+        video.setCodecPreferences(preferred)
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     status, headers, answer = await asyncio.to_thread(
@@ -70,4 +77,5 @@ async def main(url, token, seconds):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+    codec = sys.argv[4].lower() if len(sys.argv) > 4 else "vp8"
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), codec))

@@ -628,37 +628,7 @@ async fn each_aiortc_session_is_recorded_as_a_playable_webm_segment_and_replayed
                 .await
                 .expect("publisher started");
             assert_eq!(first["status"], 201, "{first}");
-            let live = dir.path().join("live.webm");
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            let codecs = loop {
-                let body: Value = client
-                    .get(app.url(&format!("/api/v1/events/{event}/recordings")))
-                    .send()
-                    .await
-                    .expect("recordings")
-                    .json()
-                    .await
-                    .expect("recordings JSON");
-                let mut codecs = Vec::new();
-                if let Some(url) = body["recordings"][0]["url"].as_str() {
-                    assert_eq!(body["recordings"][0]["recording"], true, "{body}");
-                    let bytes = client
-                        .get(app.url(url))
-                        .send()
-                        .await
-                        .expect("live file")
-                        .bytes()
-                        .await
-                        .expect("live body");
-                    std::fs::write(&live, &bytes).expect("write copy");
-                    // Before its first cluster the file has no media: ffprobe says EOF.
-                    codecs = try_ffprobe(&live).map(|(c, _)| c).unwrap_or_default();
-                }
-                if codecs.len() == 2 || tokio::time::Instant::now() > deadline {
-                    break codecs;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            };
+            let codecs = streams_while_recording(&app, &event, &dir.path().join("live.webm")).await;
             assert_eq!(codecs, ["vp8", "opus"], "streams of the file being written");
         }
         let mut lines = publisher.finish().await;
@@ -855,4 +825,100 @@ async fn an_h264_session_is_recorded_with_its_parameter_sets() {
         "{}",
         String::from_utf8_lossy(&decoded.stderr)
     );
+}
+
+/// Polls (bounded) the event's first segment while it is being written until `ffprobe`
+/// finds its two streams in a copy at `copy`; returns the codecs found.
+async fn streams_while_recording(
+    app: &TestApp,
+    event: &str,
+    copy: &std::path::Path,
+) -> Vec<String> {
+    let client = app.anonymous_client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let body: Value = client
+            .get(app.url(&format!("/api/v1/events/{event}/recordings")))
+            .send()
+            .await
+            .expect("recordings")
+            .json()
+            .await
+            .expect("recordings JSON");
+        let mut codecs = Vec::new();
+        if let Some(url) = body["recordings"][0]["url"].as_str() {
+            assert_eq!(body["recordings"][0]["recording"], true, "{body}");
+            let bytes = client
+                .get(app.url(url))
+                .send()
+                .await
+                .expect("live file")
+                .bytes()
+                .await
+                .expect("live body");
+            std::fs::write(copy, &bytes).expect("write copy");
+            // Before its first cluster the file has no media: ffprobe says EOF.
+            codecs = try_ffprobe(copy).map(|(c, _)| c).unwrap_or_default();
+        }
+        if codecs.len() == 2 || tokio::time::Instant::now() > deadline {
+            return codecs;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_recording_cut_by_a_crash_stays_readable_and_is_closed_at_the_next_start() {
+    let mut app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "30"]);
+    let first = publisher
+        .next(PEER_TIMEOUT)
+        .await
+        .expect("publisher started");
+    assert_eq!(first["status"], 201, "{first}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let codecs = streams_while_recording(&app, &event, &dir.path().join("live.webm")).await;
+    assert_eq!(codecs, ["vp8", "opus"]);
+
+    // SIGKILL mid-recording: nothing is finished; the next start closes the row.
+    app.kill_and_restart().await;
+    drop(publisher);
+    let client = app.anonymous_client();
+    let url = app.url(&format!("/api/v1/events/{event}/recordings"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let recording = loop {
+        let body: Value = client
+            .get(&url)
+            .send()
+            .await
+            .expect("recordings")
+            .json()
+            .await
+            .expect("recordings JSON");
+        let first = body["recordings"][0].clone();
+        if first["recording"] == false || tokio::time::Instant::now() > deadline {
+            break first;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(recording["recording"], false, "{recording}");
+    let body = client
+        .get(app.url(recording["url"].as_str().expect("url")))
+        .send()
+        .await
+        .expect("file")
+        .bytes()
+        .await
+        .expect("file body");
+    assert_eq!(
+        Some(body.len() as u64),
+        recording["bytes"].as_u64(),
+        "{recording}"
+    );
+    let path = dir.path().join("crashed.webm");
+    std::fs::write(&path, &body).expect("write copy");
+    let (codecs, _) = ffprobe(&path);
+    assert_eq!(codecs, ["vp8", "opus"]);
 }

@@ -62,6 +62,41 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/verify-page.js"),
     },
+    Asset {
+        name: "draw-util.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/draw-util.js"),
+    },
+    Asset {
+        name: "draw-qrcode.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/draw-qrcode.js"),
+    },
+    Asset {
+        name: "draw-live.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/draw-live.js"),
+    },
+    Asset {
+        name: "draw-apply.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/draw-apply.js"),
+    },
+    Asset {
+        name: "draw-witness.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/draw-witness.js"),
+    },
+    Asset {
+        name: "draw-staff.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/draw-staff.js"),
+    },
+    Asset {
+        name: "draw-parent.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/draw-parent.js"),
+    },
 ];
 
 pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {

@@ -67,7 +67,7 @@ fn may_organise(caller: &Caller) -> Result<(), ApiError> {
     caller.require_any(&[Role::Organiser, Role::Admin])
 }
 
-async fn load(state: &AppState, id: &str) -> Result<DrawRow, ApiError> {
+pub(super) async fn load(state: &AppState, id: &str) -> Result<DrawRow, ApiError> {
     if lottery::DrawId::parse(id).is_err() {
         return Err(ApiError::NotFound("draw".into()));
     }
@@ -79,7 +79,7 @@ async fn load(state: &AppState, id: &str) -> Result<DrawRow, ApiError> {
 }
 
 /// A draft is the organiser's business; from `open` on the draw is public.
-async fn load_public(state: &AppState, id: &str) -> Result<DrawRow, ApiError> {
+pub(super) async fn load_public(state: &AppState, id: &str) -> Result<DrawRow, ApiError> {
     let draw = load(state, id).await?;
     if draw.state == DrawState::Draft {
         return Err(ApiError::NotFound("draw".into()));
@@ -230,7 +230,7 @@ fn summary_view(draw: &DrawRow) -> Value {
     })
 }
 
-async fn draw_view(state: &AppState, draw: &DrawRow, staff: bool) -> Result<Value, ApiError> {
+pub(super) async fn draw_view(state: &AppState, draw: &DrawRow, staff: bool) -> Result<Value, ApiError> {
     let witnesses = state.store.witnesses(&draw.id, draw.round).await?;
     let applications = state.store.application_count(&draw.id).await?;
     let setup = &draw.setup;
@@ -1353,7 +1353,7 @@ async fn lookup(
     }))))
 }
 
-fn published_transcript(
+pub(super) fn published_transcript(
     state: &AppState,
     draw: &DrawRow,
 ) -> Result<Arc<lottery::SignedTranscript>, ApiError> {

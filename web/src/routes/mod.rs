@@ -9,8 +9,10 @@
 //! - `draws`: `/api/v1/draws`, the draw ceremony (applications, witnesses, proofs,
 //!   lookups, transcripts, countersignatures)
 //! - `pages`: home, login, staff dashboard
+//! - `draw_pages`: the draw ceremony's pages (`/draws/...`, `/staff/draws/...`)
 //! - `media`: WHIP/WHEP (`/whip/{event}`, `/whep/{event}`) and `/api/v1/events/{id}/media`
 
+mod draw_pages;
 pub mod draws;
 pub mod events;
 pub mod extract;
@@ -53,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::hub_shell::ws_routes())
         .merge(media::routes())
         .merge(pages::routes())
+        .merge(draw_pages::routes())
         .route("/assets/{name}", get(crate::pages::assets::serve))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))

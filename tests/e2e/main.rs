@@ -11,6 +11,7 @@ mod support;
 mod browser_login;
 mod draw_ceremony;
 mod draw_cli;
+mod draw_pages;
 mod draw_verifier;
 mod event_browser;
 mod foundation;

@@ -132,9 +132,7 @@ async fn flow(
     // A parent applies on the apply page and gets the receipt with a QR code.
     let child_id = resident_id("11010120260101001");
     let child_name = "张小明";
-    parent
-        .goto(&format!("{base}/draws/{DRAW}/apply"))
-        .await?;
+    parent.goto(&format!("{base}/draws/{DRAW}/apply")).await?;
     fill(parent, "#children .child-id", &child_id).await?;
     fill(parent, "#children .child-name", child_name).await?;
     parent
@@ -207,6 +205,126 @@ async fn flow(
         201,
     )
     .await?;
+    // The organiser imports a CSV on the staff page: a bad file is refused with its line
+    // numbers, a good one imported.
+    let files = tempfile::tempdir()?;
+    let bad = files.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "child_id,child_name,choices,group\nnot-an-id,钱七,SUN:1,\n",
+    )?;
+    let good = files.path().join("good.csv");
+    std::fs::write(
+        &good,
+        format!(
+            "child_id,child_name,choices,group\n{},钱七,SUN:1;MOON:2,\n",
+            resident_id("11010120260101006")
+        ),
+    )?;
+    upload(org, &bad).await?;
+    wait_visible(org, "#import-errors").await?;
+    let first_error = text_of(org, "#import-errors tbody tr td").await?;
+    ensure!(
+        first_error == "2",
+        "error table starts with line {first_error:?}"
+    );
+    upload(org, &good).await?;
+    wait_for(WAIT, || async {
+        let draw: Value = api(app, "", "GET", &format!("/api/v1/draws/{DRAW}"), None, 200).await?;
+        Ok((draw["applications"] == json!(6)).then_some(()))
+    })
+    .await
+    .context("the CSV import did not add its application")?;
+    let progress = js(
+        org,
+        "return document.getElementById('import-progress').value;",
+        vec![],
+    )
+    .await?;
+    ensure!(progress == json!(100), "upload progress at {progress}");
+
+    // Corrections and withdrawal on the application page, with the receipt.
+    let extra: Value = api(
+        app,
+        "",
+        "POST",
+        &format!("/api/v1/draws/{DRAW}/applications"),
+        Some(json!({
+            "child_id": resident_id("11010120260101007"),
+            "child_name": "孙八",
+            "choices": [{"kg": "SUN", "class": 1}],
+        })),
+        201,
+    )
+    .await?;
+    let correct =
+        |client: &'_ Client, receipt: (String, String), id: String, name: &'static str| {
+            let base = base.clone();
+            let client = client.clone();
+            async move {
+                client
+                    .goto(&format!("{base}/draws/{DRAW}/application"))
+                    .await?;
+                fill(&client, "#correct-app", &receipt.0).await?;
+                fill(&client, "#correct-salt", &receipt.1).await?;
+                fill(&client, "#correct-child-id", &id).await?;
+                fill(&client, "#correct-child-name", name).await?;
+                anyhow::Ok(())
+            }
+        };
+    correct(
+        parent,
+        (app_code.clone(), salt.clone()),
+        child_id.clone(),
+        child_name,
+    )
+    .await?;
+    parent
+        .find(Locator::Css("#choice-add"))
+        .await?
+        .click()
+        .await?;
+    js(
+        parent,
+        r#"const rows = document.querySelectorAll('#choices li');
+           rows[0].querySelector('.choice-kg').value = 'SUN';
+           rows[1].querySelector('.choice-kg').value = 'MOON';"#,
+        vec![],
+    )
+    .await?;
+    parent
+        .find(Locator::Css("#correct-submit"))
+        .await?
+        .click()
+        .await?;
+    wait_visible(parent, "#correct-done").await?;
+    correct(
+        parent,
+        (
+            extra["app"].as_str().unwrap_or_default().to_owned(),
+            extra["salt"].as_str().unwrap_or_default().to_owned(),
+        ),
+        resident_id("11010120260101007"),
+        "孙八",
+    )
+    .await?;
+    parent
+        .find(Locator::Css("#withdraw-submit"))
+        .await?
+        .click()
+        .await?;
+    parent
+        .accept_alert()
+        .await
+        .context("no confirmation before withdrawing")?;
+    wait_visible(parent, "#correct-done").await?;
+    let draw: Value = api(app, "", "GET", &format!("/api/v1/draws/{DRAW}"), None, 200).await?;
+    ensure!(
+        draw["applications"] == json!(6),
+        "after one withdrawal: {}",
+        draw["applications"]
+    );
+
     api(
         app,
         &csrf,
@@ -219,10 +337,12 @@ async fn flow(
 
     // The organiser issues witness 0's link on the staff page; the witness commits.
     org.refresh().await?;
-    org.find(Locator::Css("#staff-witnesses tr[data-index='0'] .witness-link"))
-        .await?
-        .click()
-        .await?;
+    org.find(Locator::Css(
+        "#staff-witnesses tr[data-index='0'] .witness-link",
+    ))
+    .await?
+    .click()
+    .await?;
     let link = wait_for(WAIT, || async {
         let v = js(
             org,
@@ -301,9 +421,7 @@ async fn flow(
     .await?;
 
     // The parent's inclusion proof checks in the browser.
-    parent
-        .goto(&format!("{base}/draws/{DRAW}/proof"))
-        .await?;
+    parent.goto(&format!("{base}/draws/{DRAW}/proof")).await?;
     fill(parent, "#proof-app", &app_code).await?;
     fill(parent, "#proof-child-id", &child_id).await?;
     fill(parent, "#proof-child-name", child_name).await?;
@@ -359,8 +477,8 @@ async fn flow(
         vec![],
     )
     .await?;
-    // Four units: two single children, the twins, and the first parent's child.
-    ensure!(shown == json!([1, 2, 3, 4]), "numbers shown: {shown}");
+    // Five units: the parent's child, two single children, the twins, the imported child.
+    ensure!(shown == json!([1, 2, 3, 4, 5]), "numbers shown: {shown}");
     ensure!(
         text_of(viewer, "#live-seed-value").await?.len() == 64,
         "no seed shown"
@@ -382,7 +500,8 @@ async fn flow(
     )
     .await?;
     ensure!(
-        text_of(viewer, "#live-transcript-hash").await? == progress["transcript_hash"].as_str().unwrap_or("-"),
+        text_of(viewer, "#live-transcript-hash").await?
+            == progress["transcript_hash"].as_str().unwrap_or("-"),
         "the transcript hash shown differs from the server's"
     );
 
@@ -395,12 +514,10 @@ async fn flow(
         vec![],
     )
     .await?;
-    ensure!(late == json!(4), "late viewer saw {late} numbers");
+    ensure!(late == json!(5), "late viewer saw {late} numbers");
 
     // The parent looks the result up (masked name).
-    parent
-        .goto(&format!("{base}/draws/{DRAW}/lookup"))
-        .await?;
+    parent.goto(&format!("{base}/draws/{DRAW}/lookup")).await?;
     fill(parent, "#lookup-child-id", &child_id).await?;
     fill(parent, "#lookup-child-name", child_name).await?;
     parent
@@ -427,9 +544,7 @@ async fn flow(
     wait_visible(parent, "#lookup-error").await?;
 
     // The results page: a table row and four bars per kindergarten.
-    parent
-        .goto(&format!("{base}/draws/{DRAW}/results"))
-        .await?;
+    parent.goto(&format!("{base}/draws/{DRAW}/results")).await?;
     let rows = js(
         parent,
         "return [document.querySelectorAll('#results-table tbody tr').length, document.querySelectorAll('#results-chart rect').length];",
@@ -438,9 +553,42 @@ async fn flow(
     .await?;
     ensure!(rows == json!([2, 8]), "results table/chart: {rows}");
 
+    // Chinese is the default language (no Accept-Language), English on request.
+    let page = app
+        .anonymous_client()
+        .get(app.url(&format!("/draws/{DRAW}")))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        page.contains("lang=\"zh-CN\"") && page.contains("见证人"),
+        "the draw page is not in Chinese by default"
+    );
+    let page = app
+        .anonymous_client()
+        .get(app.url(&format!("/draws/{DRAW}?lang=en")))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(page.contains("Witnesses"), "no English page");
+
     // The public list links the draw.
     parent.goto(&format!("{base}/draws")).await?;
     wait_text(parent, "#draw-list", "2030 年阳光街道").await?;
+    Ok(())
+}
+
+/// Picks `path` in the import form and uploads it.
+async fn upload(org: &Client, path: &std::path::Path) -> anyhow::Result<()> {
+    let input = org.find(Locator::Css("#import-file")).await?;
+    input.clear().await.ok();
+    input.send_keys(&path.display().to_string()).await?;
+    org.find(Locator::Css("#import-send"))
+        .await?
+        .click()
+        .await?;
     Ok(())
 }
 

@@ -41,17 +41,50 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("verify.html", include_str!("../../templates/verify.html")),
     ("draws.html", include_str!("../../templates/draws.html")),
     ("draw.html", include_str!("../../templates/draw.html")),
-    ("draw_apply.html", include_str!("../../templates/draw_apply.html")),
-    ("draw_application.html", include_str!("../../templates/draw_application.html")),
-    ("draw_witness.html", include_str!("../../templates/draw_witness.html")),
-    ("draw_lookup.html", include_str!("../../templates/draw_lookup.html")),
-    ("draw_proof.html", include_str!("../../templates/draw_proof.html")),
-    ("draw_results.html", include_str!("../../templates/draw_results.html")),
-    ("staff_draws.html", include_str!("../../templates/staff_draws.html")),
-    ("staff_draw.html", include_str!("../../templates/staff_draw.html")),
-    ("staff_draw_notary.html", include_str!("../../templates/staff_draw_notary.html")),
-    ("draw_choices.html", include_str!("../../templates/draw_choices.html")),
-    ("draw_choice_row.html", include_str!("../../templates/draw_choice_row.html")),
+    (
+        "draw_apply.html",
+        include_str!("../../templates/draw_apply.html"),
+    ),
+    (
+        "draw_application.html",
+        include_str!("../../templates/draw_application.html"),
+    ),
+    (
+        "draw_witness.html",
+        include_str!("../../templates/draw_witness.html"),
+    ),
+    (
+        "draw_lookup.html",
+        include_str!("../../templates/draw_lookup.html"),
+    ),
+    (
+        "draw_proof.html",
+        include_str!("../../templates/draw_proof.html"),
+    ),
+    (
+        "draw_results.html",
+        include_str!("../../templates/draw_results.html"),
+    ),
+    (
+        "staff_draws.html",
+        include_str!("../../templates/staff_draws.html"),
+    ),
+    (
+        "staff_draw.html",
+        include_str!("../../templates/staff_draw.html"),
+    ),
+    (
+        "staff_draw_notary.html",
+        include_str!("../../templates/staff_draw_notary.html"),
+    ),
+    (
+        "draw_choices.html",
+        include_str!("../../templates/draw_choices.html"),
+    ),
+    (
+        "draw_choice_row.html",
+        include_str!("../../templates/draw_choice_row.html"),
+    ),
 ];
 
 /// The template environment and message catalogues, built once at start.

@@ -182,12 +182,7 @@ fn summary(draw: &DrawRow) -> minijinja::Value {
 }
 
 /// Loads a public draw (or, for staff, a draft too) and renders `template` with it.
-async fn public_draw(
-    page: Page,
-    id: &str,
-    template: &str,
-    extra: minijinja::Value,
-) -> Response {
+async fn public_draw(page: Page, id: &str, template: &str, extra: minijinja::Value) -> Response {
     let staff = page.is(STAFF);
     let loaded = if staff {
         load(&page.state, id).await
@@ -223,14 +218,16 @@ async fn public_page(
         },
         Err(_) => None,
     };
-    let event = event.filter(|e| e.status != EventStatus::Cancelled).map(|e| {
-        context! {
-            id => e.id.to_string(),
-            title => e.title,
-            status => e.status.to_string(),
-            video => e.form.to_string() == "video",
-        }
-    });
+    let event = event
+        .filter(|e| e.status != EventStatus::Cancelled)
+        .map(|e| {
+            context! {
+                id => e.id.to_string(),
+                title => e.title,
+                status => e.status.to_string(),
+                video => e.form.to_string() == "video",
+            }
+        });
     public_draw(page, &id, "draw.html", context! { event }).await
 }
 
@@ -353,7 +350,11 @@ fn results_chart(results: &Value) -> minijinja::Value {
     ];
     let top = kindergartens
         .iter()
-        .flat_map(|k| series.iter().map(move |(field, _)| k[*field].as_u64().unwrap_or(0)))
+        .flat_map(|k| {
+            series
+                .iter()
+                .map(move |(field, _)| k[*field].as_u64().unwrap_or(0))
+        })
         .max()
         .unwrap_or(0)
         .max(1);

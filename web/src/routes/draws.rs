@@ -230,7 +230,11 @@ fn summary_view(draw: &DrawRow) -> Value {
     })
 }
 
-pub(super) async fn draw_view(state: &AppState, draw: &DrawRow, staff: bool) -> Result<Value, ApiError> {
+pub(super) async fn draw_view(
+    state: &AppState,
+    draw: &DrawRow,
+    staff: bool,
+) -> Result<Value, ApiError> {
     let witnesses = state.store.witnesses(&draw.id, draw.round).await?;
     let applications = state.store.application_count(&draw.id).await?;
     let setup = &draw.setup;

@@ -13,7 +13,7 @@ use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
 use crate::support::browser::BrowserOptions;
-use crate::support::{AppOptions, Browser, PASSWORD, TestApp};
+use crate::support::{AppOptions, Browser, PASSWORD, TestApp, gongkai_command, run_with_timeout};
 
 const WAIT: Duration = Duration::from_secs(30);
 const DRAW: &str = "e2e-pages-2030";
@@ -552,6 +552,96 @@ async fn flow(
     )
     .await?;
     ensure!(rows == json!([2, 8]), "results table/chart: {rows}");
+
+    // The notary verifies offline with the commands the notary page shows, countersigns,
+    // and uploads the countersigned file on the page (the witness's browser serves).
+    app.create_user("nora", PASSWORD, &["notary"]);
+    let notary = witness;
+    notary.goto(&format!("{base}/login")).await?;
+    fill(notary, "#username", "nora").await?;
+    fill(notary, "#password", PASSWORD).await?;
+    notary
+        .find(Locator::Css("button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    wait_path(notary, "/staff").await?;
+    notary
+        .goto(&format!("{base}/staff/draws/{DRAW}/notary"))
+        .await?;
+    let command = text_of(notary, "#notary-verify-command").await?;
+    ensure!(
+        command.starts_with(&format!(
+            "gongkai draw verify {DRAW}-transcript.json --private"
+        )),
+        "verify command {command:?}"
+    );
+    let transcript = files.path().join(format!("{DRAW}-transcript.json"));
+    let private = files.path().join(format!("{DRAW}-private.json"));
+    let body = app
+        .anonymous_client()
+        .get(app.url(&format!("/api/v1/draws/{DRAW}/transcript")))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    std::fs::write(&transcript, &body)?;
+    let body = app
+        .client
+        .get(app.url(&format!("/api/v1/draws/{DRAW}/private")))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    std::fs::write(&private, &body)?;
+    let cli = |args: Vec<String>| {
+        let mut command = gongkai_command();
+        command.current_dir(files.path()).args(args);
+        run_with_timeout(command, None, Duration::from_secs(60))
+    };
+    let words = |line: &str| {
+        line.split_whitespace()
+            .skip(1)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let verified = cli(words(&command));
+    ensure!(
+        verified.status.success(),
+        "{command}: {}{}",
+        verified.stdout,
+        verified.stderr
+    );
+    let key = cli(words("gongkai keys generate --out notary.key"));
+    ensure!(key.status.success(), "keys generate: {}", key.stderr);
+    let sign_command = text_of(notary, "#notary-sign-command").await?;
+    let signed = cli(words(&sign_command));
+    ensure!(signed.status.success(), "{sign_command}: {}", signed.stderr);
+    let input = notary.find(Locator::Css("#cs-file")).await?;
+    input.send_keys(&transcript.display().to_string()).await?;
+    wait_for(WAIT, || async {
+        let v = js(
+            notary,
+            "return document.getElementById('cs-signature').value.length;",
+            vec![],
+        )
+        .await?;
+        Ok((v == json!(128)).then_some(()))
+    })
+    .await
+    .context("the countersigned file did not fill in the signature")?;
+    notary
+        .find(Locator::Css("#cs-submit"))
+        .await?
+        .click()
+        .await?;
+    wait_visible(notary, "#cs-done").await?;
+    let draw: Value = api(app, "", "GET", &format!("/api/v1/draws/{DRAW}"), None, 200).await?;
+    ensure!(
+        draw["state"] == json!("countersigned"),
+        "after the countersignature: {}",
+        draw["state"]
+    );
 
     // Chinese is the default language (no Accept-Language), English on request.
     let page = app

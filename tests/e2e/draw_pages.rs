@@ -20,7 +20,14 @@ const DRAW: &str = "e2e-pages-2030";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draw_ceremony_through_its_pages() {
-    let app = TestApp::spawn_with(AppOptions::default().env("GONGKAI_DRAW_PACE_MS", "20")).await;
+    // Three lookups of one child a minute: the proof, the lookup and a wrong name; the
+    // fourth is refused with Retry-After.
+    let app = TestApp::spawn_with(
+        AppOptions::default()
+            .env("GONGKAI_DRAW_PACE_MS", "20")
+            .env("GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE", "3"),
+    )
+    .await;
     app.create_user("orga", PASSWORD, &["organiser"]);
 
     let organiser = Browser::start(BrowserOptions::default()).await;
@@ -542,6 +549,22 @@ async fn flow(
         .click()
         .await?;
     wait_visible(parent, "#lookup-error").await?;
+    let no_match = text_of(parent, "#lookup-error").await?;
+    parent
+        .find(Locator::Css("#lookup-submit"))
+        .await?
+        .click()
+        .await?;
+    let limited = wait_for(WAIT, || async {
+        let t = text_of(parent, "#lookup-error").await?;
+        Ok((t != no_match && !t.is_empty()).then_some(t))
+    })
+    .await
+    .context("no rate-limit message")?;
+    ensure!(
+        limited.chars().any(|c| c.is_ascii_digit()) && !limited.contains("{n}"),
+        "rate-limit message without the wait: {limited:?}"
+    );
 
     // The results page: a table row and four bars per kindergarten.
     parent.goto(&format!("{base}/draws/{DRAW}/results")).await?;

@@ -497,3 +497,127 @@ fn format_ms(ms: i64) -> String {
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pages::Pages;
+    use crate::pages::i18n::Catalogues;
+
+    const TEMPLATES: &[(&str, &str)] = &[
+        ("draws.html", include_str!("../../templates/draws.html")),
+        ("draw.html", include_str!("../../templates/draw.html")),
+        (
+            "draw_apply.html",
+            include_str!("../../templates/draw_apply.html"),
+        ),
+        (
+            "draw_application.html",
+            include_str!("../../templates/draw_application.html"),
+        ),
+        (
+            "draw_choices.html",
+            include_str!("../../templates/draw_choices.html"),
+        ),
+        (
+            "draw_choice_row.html",
+            include_str!("../../templates/draw_choice_row.html"),
+        ),
+        (
+            "draw_witness.html",
+            include_str!("../../templates/draw_witness.html"),
+        ),
+        (
+            "draw_lookup.html",
+            include_str!("../../templates/draw_lookup.html"),
+        ),
+        (
+            "draw_proof.html",
+            include_str!("../../templates/draw_proof.html"),
+        ),
+        (
+            "draw_results.html",
+            include_str!("../../templates/draw_results.html"),
+        ),
+        (
+            "staff_draws.html",
+            include_str!("../../templates/staff_draws.html"),
+        ),
+        (
+            "staff_draw.html",
+            include_str!("../../templates/staff_draw.html"),
+        ),
+        (
+            "staff_draw_notary.html",
+            include_str!("../../templates/staff_draw_notary.html"),
+        ),
+    ];
+
+    /// minijinja renders a missing `tr.key` as nothing: every key a draw template names
+    /// must be in the catalogue (which has the same keys in both languages).
+    #[test]
+    fn every_message_the_draw_templates_use_exists() {
+        let catalogues = Catalogues::load().unwrap();
+        let messages = catalogues.get(Lang::ZhCn);
+        for (name, source) in TEMPLATES {
+            for (at, _) in source.match_indices("tr.") {
+                let key: String = source[at + 3..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(messages.contains_key(&key), "{name}: no message {key}");
+            }
+        }
+        for key in ["mech_deferred_acceptance", "mech_immediate_acceptance"]
+            .into_iter()
+            .chain(["multiples_whole_or_skip", "multiples_whole_or_overfill"])
+            .map(|k| format!("draw_{k}"))
+            .chain(DrawState::ALL.iter().map(|s| format!("draw_state_{s}")))
+        {
+            assert!(messages.contains_key(&key), "no message {key}");
+        }
+    }
+
+    #[test]
+    fn draw_pages_render_in_both_languages_with_user_text_escaped() {
+        let pages = Pages::new().unwrap();
+        let draw = serde_json::json!({
+            "draw_id": "d-1", "title": "<b>title</b>", "state": "published", "round": 1,
+            "draw_time": "2030-01-01T09:00:00Z",
+            "kindergartens": [{"code": "A", "name": "<i>kg</i>", "seats": 2}],
+            "mechanism_key": "draw_mech_deferred_acceptance",
+            "multiples_key": "draw_multiples_whole_or_skip",
+            "witnesses": [{"index": 0, "name": "<script>w</script>", "role": "r",
+                           "commitment": "ab".repeat(32), "revealed": true}],
+            "is_open": true, "is_announced": true, "is_drawn": true, "is_published": true,
+            "seats": 2, "applications": 3, "organiser_public_key": "cd".repeat(32),
+        });
+        let results = serde_json::json!({"applications": 1, "units": 1, "kindergartens": [
+            {"code": "A", "name": "<i>kg</i>", "seats": 2, "applicants": 1,
+             "applicants_by_class": [{"class": 1, "children": 1}], "admitted": 1, "waitlist": 0}]});
+        let ctx = context! {
+            draw => minijinja::Value::from_serialize(&draw),
+            draws => vec![minijinja::Value::from_serialize(&draw)],
+            witness => minijinja::Value::from_serialize(&draw["witnesses"][0]),
+            event => context! { id => "e1", title => "<u>event</u>", status => "live", video => true },
+            results => minijinja::Value::from_serialize(&results),
+            chart => results_chart(&results),
+            audit => vec![context! { at => "t", actor => "<a>", action => "x", detail => "<img>" }],
+            can_create => true, is_notary => true, csrf_token => "c",
+        };
+        for lang in [Lang::ZhCn, Lang::En] {
+            for (name, _) in TEMPLATES {
+                if name.starts_with("draw_choice") {
+                    continue;
+                }
+                let html = pages.render(name, lang, ctx.clone()).unwrap();
+                assert!(
+                    !html.contains("<b>title") && !html.contains("<script>w"),
+                    "{name}"
+                );
+                assert!(!html.contains("<img>") && !html.contains("<i>kg"), "{name}");
+                assert!(!html.contains(" style="), "{name}: no inline styles (CSP)");
+            }
+        }
+    }
+}

@@ -140,6 +140,15 @@ async fn flow(
     let child_id = resident_id("11010120260101001");
     let child_name = "张小明";
     parent.goto(&format!("{base}/draws/{DRAW}/apply")).await?;
+    // A mistyped ID number is caught on the page, in the page's language.
+    fill(parent, "#children .child-id", "11010120260101009").await?;
+    fill(parent, "#children .child-name", child_name).await?;
+    parent
+        .find(Locator::Css("#apply-submit"))
+        .await?
+        .click()
+        .await?;
+    wait_visible(parent, "#apply-error").await?;
     fill(parent, "#children .child-id", &child_id).await?;
     fill(parent, "#children .child-name", child_name).await?;
     parent

@@ -10,6 +10,7 @@
   const article = $("draw-apply") || $("draw-correct");
   if (!article) return;
   const drawId = article.dataset.drawId;
+  const errors = document.getElementById("form-i18n").dataset;
 
   // ---- the ordered choices editor ------------------------------------------------
   const choices = $("choices");
@@ -97,12 +98,15 @@
         child_id: row.querySelector(".child-id").value.trim(),
         child_name: row.querySelector(".child-name").value.trim(),
       }));
+      const bad = kids.find((k) => !D.validChildId(k.child_id));
+      if (bad) { D.say(error, errors.errChildId); return; }
+      if (kids.some((k) => !k.child_name)) { D.say(error, errors.errChildName); return; }
       const body = kids.length > 1 ? { children: kids, choices: readChoices() }
                                    : { child_id: kids[0].child_id, child_name: kids[0].child_name, choices: readChoices() };
       $("apply-submit").disabled = true;
       const res = await D.call("POST", `/api/v1/draws/${encodeURIComponent(drawId)}/applications`, body);
       $("apply-submit").disabled = false;
-      if (!res.ok) { D.say(error, res.message); return; }
+      if (!res.ok) { D.say(error, res.status === 409 ? errors.errConflict : D.formError(res, errors)); return; }
       const names = kids.map((k) => k.child_name);
       showReceipts(res.data.receipts || [res.data], names);
       // The form (with the children's data) is cleared and gone: the receipt is shown once.
@@ -195,14 +199,14 @@
       ev.preventDefault();
       D.say(error, ""); D.say(done, "");
       const res = await D.call("PATCH", path(), Object.assign(who(), { choices: readChoices() }));
-      if (!res.ok) { D.say(error, res.message); return; }
+      if (!res.ok) { D.say(error, res.status === 409 ? errors.errClosed : D.formError(res, errors)); return; }
       D.say(done, i18n.saved);
     });
     $("withdraw-submit").addEventListener("click", async (ev) => {
       D.say(error, ""); D.say(done, "");
       if (!confirm(ev.target.dataset.confirm)) return;
       const res = await D.call("POST", `${path()}/withdraw`, who());
-      if (!res.ok) { D.say(error, res.message); return; }
+      if (!res.ok) { D.say(error, res.status === 409 ? errors.errClosed : D.formError(res, errors)); return; }
       D.say(done, i18n.withdrawn);
       correct.querySelectorAll("input, select, button").forEach((e) => { e.disabled = true; });
     });

@@ -82,5 +82,24 @@ window.gongkaiDraw = (() => {
     return e;
   };
 
-  return { call, hex, fromHex, concat, sha256, jcs, download, say, el };
+  // GB 11643-1999: 17 digits and an ISO 7064 MOD 11-2 check character.
+  function validChildId(text) {
+    const id = String(text).trim().toUpperCase();
+    if (!/^[0-9]{17}[0-9X]$/.test(id)) return false;
+    const weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    const sum = weights.reduce((n, w, i) => n + w * Number(id[i]), 0);
+    return "10X98765432"[sum % 11] === id[17];
+  }
+
+  // A failed form request in the page's language, where the field tells what was wrong.
+  function formError(res, i18n) {
+    const field = (res.data && res.data.error && res.data.error.field) || "";
+    if (field.endsWith("child_id")) return i18n.errChildId;
+    if (field.endsWith("child_name")) return i18n.errChildName;
+    if (field.startsWith("choices") || field === "children") return `${i18n.errChoices} (${res.message})`;
+    if (res.status === 404) return i18n.errReceipt;
+    return res.message;
+  }
+
+  return { call, validChildId, formError, hex, fromHex, concat, sha256, jcs, download, say, el };
 })();

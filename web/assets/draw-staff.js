@@ -74,6 +74,14 @@
       location.reload();
     });
 
+    // While the result is played out, watch for publication.
+    if (page.dataset.state === "drawn") {
+      const timer = setInterval(async () => {
+        const res = await D.call("GET", base);
+        if (res.ok && res.data.state !== "drawn") { clearInterval(timer); location.reload(); }
+      }, 2000);
+    }
+
     const send = $("import-send");
     if (send) {
       const i18n = $("import-i18n").dataset;

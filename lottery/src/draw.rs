@@ -7,8 +7,9 @@ use crate::announcement::{Announcement, SpecTag, WitnessSecret};
 use crate::check::{Check, CheckFailure};
 use crate::hash::Digest;
 use crate::ids::{AppCode, Group};
-use crate::leaf::{Leaf, leaves_json};
+use crate::leaf::{Leaf, leaves_json_with};
 use crate::merkle::tree_hash;
+use crate::parallel::{Join, Sequential};
 use crate::seed::{lottery_order, seed};
 use crate::signature::{Role, Signature, Signed};
 use crate::transcript::{CanonicalTranscript, Placement, Transcript};
@@ -65,8 +66,18 @@ pub fn run_observed(
     inputs: DrawInputs,
     observe: &mut dyn FnMut(Phase),
 ) -> Result<Drawn, CheckFailure> {
+    run_with(inputs, &Sequential, observe)
+}
+
+/// [`run_observed`], handing independent work (serialising and hashing the leaves, the
+/// Merkle tree) to `join`. The transcript is the same bytes whatever the join does.
+pub fn run_with(
+    inputs: DrawInputs,
+    join: &impl Join,
+    observe: &mut dyn FnMut(Phase),
+) -> Result<Drawn, CheckFailure> {
     // One serialisation of the leaves serves the Merkle root check and the transcript.
-    let leaves_json = leaves_json(&inputs.leaves);
+    let leaves_json = leaves_json_with(&inputs.leaves, join);
     let prepared = prepare(
         &inputs.announcement,
         &inputs.announcement_signatures,
@@ -74,6 +85,7 @@ pub fn run_observed(
         &leaves_json.hashes,
         &inputs.reveals,
         inputs.beacon_text.as_deref(),
+        join,
     )?;
     observe(Phase::InputsChecked);
     let outcome = outcome(&inputs.announcement, &prepared, observe);
@@ -129,14 +141,21 @@ pub(crate) fn prepare(
     leaf_hashes: &[Digest],
     reveals: &[WitnessSecret],
     beacon_text: Option<&str>,
+    join: &impl Join,
 ) -> Result<Prepared, CheckFailure> {
     announcement
         .check_kindergartens()
         .map_err(|detail| CheckFailure::new(Check::Announcement, detail))?;
     check_announcement_signatures(announcement, announcement_signatures)?;
-    let picks = leaf_picks(announcement, leaves)?;
-    let units = prepare_leaves(leaves)?;
-    check_tree_head(announcement, leaf_hashes)?;
+    // The Merkle root is computed beside the leaf checks (two pieces of work of similar
+    // size); the failures are still reported in the order of the checks: leaves, groups,
+    // tree head.
+    let (checked, root) = join.join(
+        || leaf_picks(announcement, leaves).and_then(|picks| Ok((picks, prepare_leaves(leaves)?))),
+        || tree_hash(leaf_hashes),
+    );
+    let (picks, units) = checked?;
+    check_tree_head(announcement, leaf_hashes.len(), root)?;
     check_reveals(announcement, reveals)?;
     match (&announcement.beacon, beacon_text) {
         (Some(_), None) => {
@@ -234,6 +253,7 @@ fn units(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
             grouped.push((&leaf.group, i as u32));
         }
     }
+    let singles = units.len();
     // Leaves are ordered by app, so within a group the first member has the smallest app.
     grouped.sort_unstable();
     for members in grouped.chunk_by(|a, b| a.0 == b.0) {
@@ -268,26 +288,44 @@ fn units(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
             size: members.len() as u32,
         });
     }
-    units.sort_unstable_by_key(|unit| unit.id);
-    Ok(units)
+    // The single children's units are in leaf order, which is id order: only the groups'
+    // units need sorting, and then one merge orders them all (ids are distinct).
+    let mut group_units = units.split_off(singles);
+    group_units.sort_unstable_by_key(|unit| unit.id);
+    Ok(merge_by_id(units, group_units))
+}
+
+/// Merges two lists of units sorted by id.
+fn merge_by_id(a: Vec<UnitEntry>, b: Vec<UnitEntry>) -> Vec<UnitEntry> {
+    if b.is_empty() {
+        return a;
+    }
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        let next = if x.id < y.id { a.next() } else { b.next() };
+        merged.extend(next);
+    }
+    merged.extend(a);
+    merged.extend(b);
+    merged
 }
 
 fn check_tree_head(
     announcement: &Announcement,
-    leaf_hashes: &[Digest],
+    leaf_count: usize,
+    root: Digest,
 ) -> Result<(), CheckFailure> {
     let head = &announcement.applications;
-    if head.tree_size != leaf_hashes.len() as u64 {
+    if head.tree_size != leaf_count as u64 {
         return Err(CheckFailure::new(
             Check::TreeHead,
             format!(
                 "the announcement commits to {} applications, the transcript has {}",
-                head.tree_size,
-                leaf_hashes.len()
+                head.tree_size, leaf_count
             ),
         ));
     }
-    let root = tree_hash(leaf_hashes);
     if root != head.root {
         return Err(CheckFailure::new(
             Check::TreeHead,

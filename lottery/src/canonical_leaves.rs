@@ -23,7 +23,7 @@ use crate::choice::{Choice, Choices, MAX_CHOICES};
 use crate::hash::{Digest, parse_hex_bytes};
 use crate::ids::{AppCode, Group, KindergartenCode, is_code_byte};
 use crate::leaf::Leaf;
-use crate::parallel::Join;
+use crate::parallel::{Join, map_ranges};
 use crate::serde_util::MAX_SAFE_EXCLUSIVE;
 
 /// Leaves parsed from their canonical bytes, and each leaf's hash.
@@ -39,47 +39,92 @@ pub(crate) struct CanonicalLeaves {
 /// form. With a [`Join`] of more than one piece, the array is cut at leaf boundaries and the
 /// pieces are parsed (and hashed) at the same time; a cut that is not a boundary of the
 /// canonical array makes that piece fail, and then the whole array is parsed in one piece.
+#[cfg(test)]
 pub(crate) fn parse(bytes: &[u8], start: usize, join: &impl Join) -> Option<CanonicalLeaves> {
+    parse_beside(bytes, start, join, 0, || ()).0
+}
+
+/// [`parse`], also running `beside` (about as much work as parsing `beside_bytes` of
+/// leaves) with the first piece, on the caller's thread.
+pub(crate) fn parse_beside<R>(
+    bytes: &[u8],
+    start: usize,
+    join: &impl Join,
+    beside_bytes: usize,
+    beside: impl FnOnce() -> R,
+) -> (Option<CanonicalLeaves>, R) {
     if bytes.get(start) != Some(&b'[') {
-        return None;
+        return (None, beside());
     }
     let first = start + 1;
     if bytes.get(first) == Some(&b']') {
-        return Some(CanonicalLeaves {
+        let empty = CanonicalLeaves {
             leaves: Vec::new(),
             hashes: Vec::new(),
             span: start..first + 1,
-        });
+        };
+        return (Some(empty), beside());
     }
-    let cuts = cuts(bytes, first, join.pieces());
-    if cuts.len() > 2
-        && let Some(parsed) = parse_pieces(bytes, start, &cuts, join)
-    {
-        return Some(parsed);
-    }
-    let run = parse_run(bytes, first, None, bytes.len())?;
-    (bytes.get(run.end) == Some(&b']')).then(|| CanonicalLeaves {
-        leaves: run.leaves,
-        hashes: run.hashes,
-        span: start..run.end + 1,
-    })
+    let cuts = cuts(bytes, first, join.pieces(), beside_bytes);
+    let (pieces, beside) = if cuts.len() > 2 {
+        let piece = |i: usize| {
+            let limit = (cuts[i + 1] != usize::MAX).then(|| cuts[i + 1] - 1);
+            // The first piece makes room for all leaves, so that the others are appended
+            // to it without moving it.
+            let room = if i == 0 {
+                bytes.len()
+            } else {
+                limit.unwrap_or(bytes.len())
+            };
+            parse_run(bytes, cuts[i], limit, room)
+        };
+        let ((beside, first_piece), others) = join.join(
+            || (beside(), piece(0)),
+            || {
+                map_ranges(join, cuts.len() - 2, &|range: Range<usize>| {
+                    range.map(|i| piece(i + 1)).collect::<Vec<_>>()
+                })
+            },
+        );
+        let pieces = std::iter::once(first_piece).chain(others.into_iter().flatten());
+        (join_runs(pieces), beside)
+    } else {
+        (None, beside())
+    };
+    // Without pieces, or when a cut was not between two canonical leaves: in one piece.
+    let whole = pieces.or_else(|| parse_run(bytes, first, None, bytes.len()));
+    let parsed = whole.and_then(|run| {
+        (bytes.get(run.end) == Some(&b']')).then(|| CanonicalLeaves {
+            leaves: run.leaves,
+            hashes: run.hashes,
+            span: start..run.end + 1,
+        })
+    });
+    (parsed, beside)
+}
+
+/// Where the leaves array that starts at `start` probably ends (just past its `]`): in a
+/// canonical transcript the lottery follows the leaves. Only an estimate, to balance work.
+pub(crate) fn end_estimate(bytes: &[u8], start: usize) -> Option<usize> {
+    let from = (start + 1).min(bytes.len());
+    memchr::memmem::rfind(&bytes[from..], b"],\"lottery\":[").map(|at| from + at + 1)
 }
 
 /// Where each piece starts: `first`, then the positions just after a `,` that separates two
-/// leaves near each equal share of the rest of the input. The estimate of where the array
-/// ends only balances the pieces; a wrong one costs speed, never correctness.
-fn cuts(bytes: &[u8], first: usize, pieces: usize) -> Vec<usize> {
+/// leaves, near equal shares of the work (`beside_bytes` more for the first piece). The
+/// estimate of where the array ends only balances the pieces; a wrong one costs speed,
+/// never correctness.
+fn cuts(bytes: &[u8], first: usize, pieces: usize, beside_bytes: usize) -> Vec<usize> {
     let mut cuts = vec![first];
     if pieces < 2 || bytes.len() - first < 1 << 16 {
         return cuts;
     }
-    // In a canonical transcript the leaves are followed by the lottery.
-    let end = memchr::memmem::rfind(&bytes[first..], b"],\"lottery\":[")
-        .map_or(bytes.len(), |at| first + at);
+    let end = end_estimate(bytes, first - 1).unwrap_or(bytes.len());
+    let work = end - first + beside_bytes;
     for i in 1..pieces {
-        let guess = first + (end - first) * i / pieces;
+        let guess = (first + work * i / pieces).saturating_sub(beside_bytes);
         let Some(&previous) = cuts.last() else { break };
-        if guess <= previous {
+        if guess <= previous || guess >= end {
             continue;
         }
         // A canonical leaf starts with `{"app":"`, which no canonical string can contain.
@@ -91,28 +136,9 @@ fn cuts(bytes: &[u8], first: usize, pieces: usize) -> Vec<usize> {
     cuts
 }
 
-fn parse_pieces(
-    bytes: &[u8],
-    start: usize,
-    cuts: &[usize],
-    join: &impl Join,
-) -> Option<CanonicalLeaves> {
-    let runs = crate::parallel::map_ranges(join, cuts.len() - 1, &|range: Range<usize>| {
-        range
-            .map(|i| {
-                let limit = (cuts[i + 1] != usize::MAX).then(|| cuts[i + 1] - 1);
-                // The first piece makes room for all leaves, so that the others are
-                // appended to it without moving it.
-                let room = if i == 0 {
-                    bytes.len()
-                } else {
-                    limit.unwrap_or(bytes.len())
-                };
-                parse_run(bytes, cuts[i], limit, room)
-            })
-            .collect::<Vec<_>>()
-    });
-    let mut runs = runs.into_iter().flatten();
+/// Appends the runs of consecutive pieces; `None` if any piece failed.
+fn join_runs(runs: impl Iterator<Item = Option<Run>>) -> Option<Run> {
+    let mut runs = runs;
     let mut whole = runs.next()??;
     for run in runs {
         let run = run?;
@@ -120,11 +146,7 @@ fn parse_pieces(
         whole.hashes.extend(run.hashes);
         whole.end = run.end;
     }
-    (bytes.get(whole.end) == Some(&b']')).then(|| CanonicalLeaves {
-        leaves: whole.leaves,
-        hashes: whole.hashes,
-        span: start..whole.end + 1,
-    })
+    Some(whole)
 }
 
 /// Where the value of `transcript.leaves` starts in a signed transcript file, found by

@@ -3,10 +3,10 @@
 //! it), so the two cannot drift apart.
 
 use crate::allocation::{Pick, Units, allocate};
-use crate::announcement::{Announcement, SpecTag, WitnessSecret};
+use crate::announcement::{Announcement, Kindergarten, SpecTag, WitnessSecret};
 use crate::check::{Check, CheckFailure};
 use crate::hash::Digest;
-use crate::ids::{AppCode, Group};
+use crate::ids::{AppCode, Group, KindergartenCode};
 use crate::leaf::{Leaf, leaves_json_with};
 use crate::merkle::tree_hash;
 use crate::parallel::{Join, Sequential};
@@ -203,9 +203,10 @@ fn leaf_picks(announcement: &Announcement, leaves: &[Leaf]) -> Result<LeafPicks,
         picks: Vec::with_capacity(leaves.len() * 3),
     };
     picks.starts.push(0);
+    let index = KindergartenIndex::new(&announcement.kindergartens);
     for (i, leaf) in leaves.iter().enumerate() {
         for choice in leaf.choices.as_slice() {
-            let Some(kg) = announcement.kindergarten_index(&choice.kg) else {
+            let Some(kg) = index.get(&choice.kg) else {
                 return Err(CheckFailure::new(
                     Check::Leaves,
                     format!(
@@ -222,6 +223,68 @@ fn leaf_picks(announcement: &Announcement, leaves: &[Leaf]) -> Result<LeafPicks,
         picks.starts.push(picks.picks.len() as u32);
     }
     Ok(picks)
+}
+
+/// Kindergarten code -> position in the announcement, as
+/// [`Announcement::kindergarten_index`] gives it, by a hash table: a million leaves look up
+/// three codes each, and a binary search costs a dozen code comparisons per lookup. Open
+/// addressing with linear probing over a power-of-two table at most half full; FNV-1a of
+/// the code's bytes (no `RandomState`: nothing here may depend on the OS).
+struct KindergartenIndex<'a> {
+    kindergartens: &'a [Kindergarten],
+    /// Index into `kindergartens`, or `EMPTY`.
+    slots: Vec<u32>,
+}
+
+impl<'a> KindergartenIndex<'a> {
+    const EMPTY: u32 = u32::MAX;
+
+    fn new(kindergartens: &'a [Kindergarten]) -> Self {
+        let size = (kindergartens.len() * 2).next_power_of_two().max(2);
+        let mut index = KindergartenIndex {
+            kindergartens,
+            slots: vec![Self::EMPTY; size],
+        };
+        for (i, kg) in kindergartens.iter().enumerate() {
+            let mut slot = index.home(&kg.code);
+            // The first of equal codes wins (the announcement check refuses them anyway).
+            while index.slots[slot] != Self::EMPTY {
+                if kindergartens[index.slots[slot] as usize].code == kg.code {
+                    break;
+                }
+                slot = (slot + 1) & (size - 1);
+            }
+            if index.slots[slot] == Self::EMPTY {
+                index.slots[slot] = i as u32;
+            }
+        }
+        index
+    }
+
+    fn get(&self, code: &KindergartenCode) -> Option<usize> {
+        let mut slot = self.home(code);
+        loop {
+            let i = self.slots[slot];
+            if i == Self::EMPTY {
+                return None;
+            }
+            if self.kindergartens[i as usize].code == *code {
+                return Some(i as usize);
+            }
+            slot = (slot + 1) & (self.slots.len() - 1);
+        }
+    }
+
+    fn home(&self, code: &KindergartenCode) -> usize {
+        let hash = code
+            .as_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &b| {
+                (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        // The high bits of an FNV product mix best.
+        (hash >> 32) as usize & (self.slots.len() - 1)
+    }
 }
 
 /// Every leaf's choices as kindergarten indices.
@@ -462,4 +525,37 @@ pub(crate) fn outcome(
     };
     observe(Phase::Allocated);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kindergarten_table_agrees_with_the_binary_search() {
+        for count in [0, 1, 2, 3, 7, 100, 2000] {
+            let kindergartens: Vec<Kindergarten> = (0..count)
+                .map(|i| Kindergarten {
+                    code: KindergartenCode::parse(&format!("KG-{i:04}")).unwrap(),
+                    name: String::new(),
+                    seats: 1,
+                })
+                .collect();
+            let announcement_like = |code: &KindergartenCode| {
+                kindergartens.binary_search_by(|kg| kg.code.cmp(code)).ok()
+            };
+            let index = KindergartenIndex::new(&kindergartens);
+            for probe in (0..count + 5)
+                .map(|i| format!("KG-{i:04}"))
+                .chain(["A".into(), "KG-".into()])
+            {
+                let code = KindergartenCode::parse(&probe).unwrap();
+                assert_eq!(
+                    index.get(&code),
+                    announcement_like(&code),
+                    "{probe} of {count}"
+                );
+            }
+        }
+    }
 }

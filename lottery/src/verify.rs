@@ -96,16 +96,28 @@ fn parse_canonical_leaves<'a>(
     join: &impl Join,
 ) -> Option<Result<ParsedFile<'a>, CheckFailure>> {
     let start = canonical_leaves::locate(bytes)?;
-    let leaves = canonical_leaves::parse(bytes, start, join)?;
-    // The rest of the file, with an empty array where the leaves were, for serde_json.
-    let span = leaves.span.clone();
-    let mut rest = Vec::with_capacity(bytes.len() - span.len() + 2);
-    rest.extend_from_slice(&bytes[..span.start]);
-    rest.extend_from_slice(b"[]");
-    rest.extend_from_slice(&bytes[span.end..]);
-    let mut signed: SignedTranscript = match serde_json::from_slice(&rest) {
-        Ok(signed) => signed,
-        Err(_) => return Some(Err(explain_parse_failure(bytes))),
+    // The rest of the file, with an empty array where the leaves are, goes to serde_json.
+    // Where the leaves end is only known once they are parsed, so the rest is parsed beside
+    // them from an estimate, and again if the estimate was wrong.
+    let estimate = canonical_leaves::end_estimate(bytes, start).unwrap_or(bytes.len());
+    let parse_rest = |end: usize| -> Result<SignedTranscript, serde_json::Error> {
+        let mut rest = Vec::with_capacity(bytes.len() - (end - start) + 2);
+        rest.extend_from_slice(&bytes[..start]);
+        rest.extend_from_slice(b"[]");
+        rest.extend_from_slice(&bytes[end..]);
+        serde_json::from_slice(&rest)
+    };
+    let beside_bytes = bytes.len() - (estimate - start);
+    let (leaves, early) =
+        canonical_leaves::parse_beside(bytes, start, join, beside_bytes, || parse_rest(estimate));
+    let leaves = leaves?;
+    let rest = if leaves.span.end == estimate {
+        early
+    } else {
+        parse_rest(leaves.span.end)
+    };
+    let Ok(mut signed) = rest else {
+        return Some(Err(explain_parse_failure(bytes)));
     };
     if !signed.transcript.leaves.is_empty() {
         // The locator and serde_json disagree on where the leaves are (it cannot happen in
@@ -115,7 +127,7 @@ fn parse_canonical_leaves<'a>(
     signed.transcript.leaves = leaves.leaves;
     Some(Ok(ParsedFile {
         signed,
-        canonical_leaves: Some((&bytes[span], leaves.hashes)),
+        canonical_leaves: Some((&bytes[leaves.span], leaves.hashes)),
     }))
 }
 

@@ -229,7 +229,7 @@ fn leaf_picks(announcement: &Announcement, leaves: &[Leaf]) -> Result<LeafPicks,
 /// [`Announcement::kindergarten_index`] gives it, by a hash table: a million leaves look up
 /// three codes each, and a binary search costs a dozen code comparisons per lookup. Open
 /// addressing with linear probing over a power-of-two table at most half full; FNV-1a of
-/// the code's bytes (no `RandomState`: nothing here may depend on the OS).
+/// the code's bytes, finalised (no `RandomState`: nothing here may depend on the OS).
 struct KindergartenIndex<'a> {
     kindergartens: &'a [Kindergarten],
     /// Index into `kindergartens`, or `EMPTY`.
@@ -276,14 +276,18 @@ impl<'a> KindergartenIndex<'a> {
     }
 
     fn home(&self, code: &KindergartenCode) -> usize {
-        let hash = code
+        let mut hash = code
             .as_bytes()
             .iter()
             .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &b| {
                 (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
             });
-        // The high bits of an FNV product mix best.
-        (hash >> 32) as usize & (self.slots.len() - 1)
+        // FNV leaves the last bytes (where codes like `KG-0001` differ) in few bits; the
+        // MurmurHash3 finaliser spreads them over all of them.
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        hash as usize & (self.slots.len() - 1)
     }
 }
 
@@ -545,6 +549,19 @@ mod tests {
                 kindergartens.binary_search_by(|kg| kg.code.cmp(code)).ok()
             };
             let index = KindergartenIndex::new(&kindergartens);
+            // Codes that differ only in their last digits still spread over the table: no
+            // lookup walks far.
+            let longest = kindergartens
+                .iter()
+                .map(|kg| {
+                    let home = index.home(&kg.code);
+                    let at = index.get(&kg.code).unwrap();
+                    let slot = index.slots.iter().position(|&i| i as usize == at).unwrap();
+                    (slot + index.slots.len() - home) & (index.slots.len() - 1)
+                })
+                .max()
+                .unwrap_or(0);
+            assert!(longest < 16, "{count} codes: a probe of {longest}");
             for probe in (0..count + 5)
                 .map(|i| format!("KG-{i:04}"))
                 .chain(["A".into(), "KG-".into()])

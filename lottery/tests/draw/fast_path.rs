@@ -162,11 +162,14 @@ fn non_canonical_but_valid_files_verify_with_the_same_hash() {
     assert_eq!(fast(&spelled).unwrap().transcript_hash, hash);
 }
 
+/// A named way to tamper with a signed transcript.
+type Tamper = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn tampered_leaves_fail_the_same_check_on_both_paths() {
     let (_, bytes) = small_signed_file();
     let value: Value = serde_json::from_slice(&bytes).unwrap();
-    let cases: Vec<(Check, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(Check, Tamper)> = vec![
         (
             Check::TreeHead,
             Box::new(|t: &mut Value| {

@@ -9,8 +9,9 @@
 //! It is pure: no IO, no clock, no OS randomness, no threads or async runtime. Every input
 //! arrives as an argument (bytes, values, keys), randomness as a `CryptoRng` the caller
 //! owns, and every output is a value. Work that may run on several cores is handed to a
-//! [`parallel::Join`] the caller passes in, so the caller, not this crate, starts threads. `clippy.toml` forbids the escape hatches and a test
-//! keeps tokio out of the dependency tree.
+//! [`parallel::Join`] the caller passes in, so the caller, not this crate, starts threads.
+//! `clippy.toml` forbids the escape hatches and a test keeps tokio out of the dependency
+//! tree.
 //!
 //! # Layout
 //!

@@ -3,12 +3,13 @@
 //! it), so the two cannot drift apart.
 
 use crate::allocation::{Pick, Units, allocate};
-use crate::announcement::{Announcement, SpecTag, WitnessSecret};
+use crate::announcement::{Announcement, Kindergarten, SpecTag, WitnessSecret};
 use crate::check::{Check, CheckFailure};
 use crate::hash::Digest;
-use crate::ids::{AppCode, Group};
-use crate::leaf::{Leaf, leaves_json};
+use crate::ids::{AppCode, Group, KindergartenCode};
+use crate::leaf::{Leaf, leaves_json_with};
 use crate::merkle::tree_hash;
+use crate::parallel::{Join, Sequential};
 use crate::seed::{lottery_order, seed};
 use crate::signature::{Role, Signature, Signed};
 use crate::transcript::{CanonicalTranscript, Placement, Transcript};
@@ -65,8 +66,18 @@ pub fn run_observed(
     inputs: DrawInputs,
     observe: &mut dyn FnMut(Phase),
 ) -> Result<Drawn, CheckFailure> {
+    run_with(inputs, &Sequential, observe)
+}
+
+/// [`run_observed`], handing independent work (serialising and hashing the leaves, the
+/// Merkle tree) to `join`. The transcript is the same bytes whatever the join does.
+pub fn run_with(
+    inputs: DrawInputs,
+    join: &impl Join,
+    observe: &mut dyn FnMut(Phase),
+) -> Result<Drawn, CheckFailure> {
     // One serialisation of the leaves serves the Merkle root check and the transcript.
-    let leaves_json = leaves_json(&inputs.leaves);
+    let leaves_json = leaves_json_with(&inputs.leaves, join);
     let prepared = prepare(
         &inputs.announcement,
         &inputs.announcement_signatures,
@@ -74,6 +85,7 @@ pub fn run_observed(
         &leaves_json.hashes,
         &inputs.reveals,
         inputs.beacon_text.as_deref(),
+        join,
     )?;
     observe(Phase::InputsChecked);
     let outcome = outcome(&inputs.announcement, &prepared, observe);
@@ -129,14 +141,21 @@ pub(crate) fn prepare(
     leaf_hashes: &[Digest],
     reveals: &[WitnessSecret],
     beacon_text: Option<&str>,
+    join: &impl Join,
 ) -> Result<Prepared, CheckFailure> {
     announcement
         .check_kindergartens()
         .map_err(|detail| CheckFailure::new(Check::Announcement, detail))?;
     check_announcement_signatures(announcement, announcement_signatures)?;
-    let picks = leaf_picks(announcement, leaves)?;
-    let units = prepare_leaves(leaves)?;
-    check_tree_head(announcement, leaf_hashes)?;
+    // The Merkle root is computed beside the leaf checks (two pieces of work of similar
+    // size); the failures are still reported in the order of the checks: leaves, groups,
+    // tree head.
+    let (checked, root) = join.join(
+        || leaf_picks(announcement, leaves).and_then(|picks| Ok((picks, prepare_leaves(leaves)?))),
+        || tree_hash(leaf_hashes),
+    );
+    let (picks, units) = checked?;
+    check_tree_head(announcement, leaf_hashes.len(), root)?;
     check_reveals(announcement, reveals)?;
     match (&announcement.beacon, beacon_text) {
         (Some(_), None) => {
@@ -184,9 +203,10 @@ fn leaf_picks(announcement: &Announcement, leaves: &[Leaf]) -> Result<LeafPicks,
         picks: Vec::with_capacity(leaves.len() * 3),
     };
     picks.starts.push(0);
+    let index = KindergartenIndex::new(&announcement.kindergartens);
     for (i, leaf) in leaves.iter().enumerate() {
         for choice in leaf.choices.as_slice() {
-            let Some(kg) = announcement.kindergarten_index(&choice.kg) else {
+            let Some(kg) = index.get(&choice.kg) else {
                 return Err(CheckFailure::new(
                     Check::Leaves,
                     format!(
@@ -203,6 +223,72 @@ fn leaf_picks(announcement: &Announcement, leaves: &[Leaf]) -> Result<LeafPicks,
         picks.starts.push(picks.picks.len() as u32);
     }
     Ok(picks)
+}
+
+/// Kindergarten code -> position in the announcement, as
+/// [`Announcement::kindergarten_index`] gives it, by a hash table: a million leaves look up
+/// three codes each, and a binary search costs a dozen code comparisons per lookup. Open
+/// addressing with linear probing over a power-of-two table at most half full; FNV-1a of
+/// the code's bytes, finalised (no `RandomState`: nothing here may depend on the OS).
+struct KindergartenIndex<'a> {
+    kindergartens: &'a [Kindergarten],
+    /// Index into `kindergartens`, or `EMPTY`.
+    slots: Vec<u32>,
+}
+
+impl<'a> KindergartenIndex<'a> {
+    const EMPTY: u32 = u32::MAX;
+
+    fn new(kindergartens: &'a [Kindergarten]) -> Self {
+        let size = (kindergartens.len() * 2).next_power_of_two().max(2);
+        let mut index = KindergartenIndex {
+            kindergartens,
+            slots: vec![Self::EMPTY; size],
+        };
+        for (i, kg) in kindergartens.iter().enumerate() {
+            let mut slot = index.home(&kg.code);
+            // The first of equal codes wins (the announcement check refuses them anyway).
+            while index.slots[slot] != Self::EMPTY {
+                if kindergartens[index.slots[slot] as usize].code == kg.code {
+                    break;
+                }
+                slot = (slot + 1) & (size - 1);
+            }
+            if index.slots[slot] == Self::EMPTY {
+                index.slots[slot] = i as u32;
+            }
+        }
+        index
+    }
+
+    fn get(&self, code: &KindergartenCode) -> Option<usize> {
+        let mut slot = self.home(code);
+        loop {
+            let i = self.slots[slot];
+            if i == Self::EMPTY {
+                return None;
+            }
+            if self.kindergartens[i as usize].code == *code {
+                return Some(i as usize);
+            }
+            slot = (slot + 1) & (self.slots.len() - 1);
+        }
+    }
+
+    fn home(&self, code: &KindergartenCode) -> usize {
+        let mut hash = code
+            .as_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &b| {
+                (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        // FNV leaves the last bytes (where codes like `KG-0001` differ) in few bits; the
+        // MurmurHash3 finaliser spreads them over all of them.
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        hash as usize & (self.slots.len() - 1)
+    }
 }
 
 /// Every leaf's choices as kindergarten indices.
@@ -234,6 +320,7 @@ fn units(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
             grouped.push((&leaf.group, i as u32));
         }
     }
+    let singles = units.len();
     // Leaves are ordered by app, so within a group the first member has the smallest app.
     grouped.sort_unstable();
     for members in grouped.chunk_by(|a, b| a.0 == b.0) {
@@ -268,26 +355,44 @@ fn units(leaves: &[Leaf]) -> Result<Vec<UnitEntry>, CheckFailure> {
             size: members.len() as u32,
         });
     }
-    units.sort_unstable_by_key(|unit| unit.id);
-    Ok(units)
+    // The single children's units are in leaf order, which is id order: only the groups'
+    // units need sorting, and then one merge orders them all (ids are distinct).
+    let mut group_units = units.split_off(singles);
+    group_units.sort_unstable_by_key(|unit| unit.id);
+    Ok(merge_by_id(units, group_units))
+}
+
+/// Merges two lists of units sorted by id.
+fn merge_by_id(a: Vec<UnitEntry>, b: Vec<UnitEntry>) -> Vec<UnitEntry> {
+    if b.is_empty() {
+        return a;
+    }
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        let next = if x.id < y.id { a.next() } else { b.next() };
+        merged.extend(next);
+    }
+    merged.extend(a);
+    merged.extend(b);
+    merged
 }
 
 fn check_tree_head(
     announcement: &Announcement,
-    leaf_hashes: &[Digest],
+    leaf_count: usize,
+    root: Digest,
 ) -> Result<(), CheckFailure> {
     let head = &announcement.applications;
-    if head.tree_size != leaf_hashes.len() as u64 {
+    if head.tree_size != leaf_count as u64 {
         return Err(CheckFailure::new(
             Check::TreeHead,
             format!(
                 "the announcement commits to {} applications, the transcript has {}",
-                head.tree_size,
-                leaf_hashes.len()
+                head.tree_size, leaf_count
             ),
         ));
     }
-    let root = tree_hash(leaf_hashes);
     if root != head.root {
         return Err(CheckFailure::new(
             Check::TreeHead,
@@ -424,4 +529,50 @@ pub(crate) fn outcome(
     };
     observe(Phase::Allocated);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kindergarten_table_agrees_with_the_binary_search() {
+        for count in [0, 1, 2, 3, 7, 100, 2000] {
+            let kindergartens: Vec<Kindergarten> = (0..count)
+                .map(|i| Kindergarten {
+                    code: KindergartenCode::parse(&format!("KG-{i:04}")).unwrap(),
+                    name: String::new(),
+                    seats: 1,
+                })
+                .collect();
+            let announcement_like = |code: &KindergartenCode| {
+                kindergartens.binary_search_by(|kg| kg.code.cmp(code)).ok()
+            };
+            let index = KindergartenIndex::new(&kindergartens);
+            // Codes that differ only in their last digits still spread over the table: no
+            // lookup walks far.
+            let longest = kindergartens
+                .iter()
+                .map(|kg| {
+                    let home = index.home(&kg.code);
+                    let at = index.get(&kg.code).unwrap();
+                    let slot = index.slots.iter().position(|&i| i as usize == at).unwrap();
+                    (slot + index.slots.len() - home) & (index.slots.len() - 1)
+                })
+                .max()
+                .unwrap_or(0);
+            assert!(longest < 16, "{count} codes: a probe of {longest}");
+            for probe in (0..count + 5)
+                .map(|i| format!("KG-{i:04}"))
+                .chain(["A".into(), "KG-".into()])
+            {
+                let code = KindergartenCode::parse(&probe).unwrap();
+                assert_eq!(
+                    index.get(&code),
+                    announcement_like(&code),
+                    "{probe} of {count}"
+                );
+            }
+        }
+    }
 }

@@ -79,7 +79,11 @@ pub enum HexError {
 /// Parses exactly `2 * N` lowercase hex digits. Uppercase is refused so that every byte
 /// string has exactly one spelling in a transcript (a flipped case must not verify).
 pub fn parse_hex_array<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
-    let bytes = text.as_bytes();
+    parse_hex_bytes(text.as_bytes())
+}
+
+/// [`parse_hex_array`] over bytes (the leaf parser reads them straight from the file).
+pub(crate) fn parse_hex_bytes<const N: usize>(bytes: &[u8]) -> Result<[u8; N], HexError> {
     if bytes.len() != 2 * N {
         return Err(HexError::Length {
             expected: 2 * N,

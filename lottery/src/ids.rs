@@ -44,7 +44,12 @@ pub struct AppCode([u8; APP_CODE_LEN]);
 
 impl AppCode {
     pub fn parse(text: &str) -> Result<AppCode, IdError> {
-        let bytes: [u8; APP_CODE_LEN] = text.as_bytes().try_into().map_err(|_| IdError::AppCode)?;
+        AppCode::parse_bytes(text.as_bytes())
+    }
+
+    /// [`AppCode::parse`] over bytes (the leaf parser reads them straight from the file).
+    pub(crate) fn parse_bytes(text: &[u8]) -> Result<AppCode, IdError> {
+        let bytes: [u8; APP_CODE_LEN] = text.try_into().map_err(|_| IdError::AppCode)?;
         if bytes.iter().all(|&b| IN_APP_CODE_ALPHABET[usize::from(b)]) {
             Ok(AppCode(bytes))
         } else {
@@ -98,7 +103,11 @@ pub struct KindergartenCode {
 
 impl KindergartenCode {
     pub fn parse(text: &str) -> Result<KindergartenCode, IdError> {
-        let raw = text.as_bytes();
+        KindergartenCode::parse_bytes(text.as_bytes())
+    }
+
+    /// [`KindergartenCode::parse`] over bytes.
+    pub(crate) fn parse_bytes(raw: &[u8]) -> Result<KindergartenCode, IdError> {
         if raw.is_empty() || raw.len() > 32 || !raw.iter().all(|&b| is_code_byte(b)) {
             return Err(IdError::KindergartenCode);
         }
@@ -122,8 +131,9 @@ impl KindergartenCode {
 }
 
 impl PartialEq for KindergartenCode {
+    /// Whole arrays compare without a call to `memcmp`; the bytes past `len` are always zero.
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+        self.len == other.len && self.bytes == other.bytes
     }
 }
 impl Eq for KindergartenCode {}
@@ -189,7 +199,7 @@ impl fmt::Debug for DrawId {
 
 string_newtype_serde!(DrawId);
 
-fn is_code_byte(b: u8) -> bool {
+pub(crate) fn is_code_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-'
 }
 

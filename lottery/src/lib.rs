@@ -8,8 +8,10 @@
 //!
 //! It is pure: no IO, no clock, no OS randomness, no threads or async runtime. Every input
 //! arrives as an argument (bytes, values, keys), randomness as a `CryptoRng` the caller
-//! owns, and every output is a value. `clippy.toml` forbids the escape hatches and a test
-//! keeps tokio out of the dependency tree.
+//! owns, and every output is a value. Work that may run on several cores is handed to a
+//! [`parallel::Join`] the caller passes in, so the caller, not this crate, starts threads.
+//! `clippy.toml` forbids the escape hatches and a test keeps tokio out of the dependency
+//! tree.
 //!
 //! # Layout
 //!
@@ -29,6 +31,9 @@
 //! - [`merkle`]: RFC 6962 tree hash, RFC 9162 inclusion proofs.
 //! - [`seed`]: the seed and the lottery order.
 //! - [`allocation`]: deferred and immediate acceptance, waitlists.
+//! - [`parallel`]: [`parallel::Join`], how a caller lets independent pure work run at once.
+//! - `canonical_leaves` (private): the verifier's fast path for leaves already in canonical
+//!   form.
 //!
 //! Flows:
 //! - [`import`]: CSV applications in; [`commit`]: leaves and tree head out.
@@ -53,6 +58,7 @@ pub mod jcs;
 pub mod key_file;
 pub mod leaf;
 pub mod merkle;
+pub mod parallel;
 pub mod private;
 pub mod receipt;
 pub mod seed;
@@ -61,6 +67,7 @@ pub mod simulate;
 pub mod transcript;
 pub mod verify;
 
+mod canonical_leaves;
 mod serde_util;
 
 pub use announcement::{

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::hash::Digest;
+use crate::parallel::Join;
 
 /// `MTH(D[n])`: `H("")` for no leaves, the leaf hash itself for one, otherwise
 /// `H(0x01 || MTH(D[0:k]) || MTH(D[k:n]))` with `k` the largest power of two below `n`.
@@ -15,6 +16,24 @@ pub fn tree_hash(leaf_hashes: &[Digest]) -> Digest {
             node(&tree_hash(&leaf_hashes[..k]), &tree_hash(&leaf_hashes[k..]))
         }
     }
+}
+
+/// [`tree_hash`], computing the two subtrees of large trees through `join` (the root is the
+/// same whatever the join does).
+pub fn tree_hash_with(leaf_hashes: &[Digest], join: &impl Join) -> Digest {
+    tree_hash_pieces(leaf_hashes, join, join.pieces())
+}
+
+fn tree_hash_pieces(leaf_hashes: &[Digest], join: &impl Join, pieces: usize) -> Digest {
+    if pieces <= 1 || leaf_hashes.len() < 4096 {
+        return tree_hash(leaf_hashes);
+    }
+    let k = split_point(leaf_hashes.len());
+    let (left, right) = join.join(
+        || tree_hash_pieces(&leaf_hashes[..k], join, pieces / 2),
+        || tree_hash_pieces(&leaf_hashes[k..], join, pieces - pieces / 2),
+    );
+    node(&left, &right)
 }
 
 /// An RFC 9162 inclusion proof (audit path) of one leaf in a tree of `tree_size` leaves.
@@ -136,6 +155,38 @@ mod tests {
     #[test]
     fn empty_tree_is_the_hash_of_nothing() {
         assert_eq!(tree_hash(&[]), Digest::of(&[b""]));
+    }
+
+    /// Splits into `n` pieces, running them in turn.
+    struct Pieces(usize);
+
+    impl Join for Pieces {
+        fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
+        where
+            A: FnOnce() -> RA,
+            B: FnOnce() -> RB + Send,
+            RB: Send,
+        {
+            (a(), b())
+        }
+
+        fn pieces(&self) -> usize {
+            self.0
+        }
+    }
+
+    #[test]
+    fn split_tree_hashes_agree() {
+        for n in [0, 1, 4095, 4096, 4097, 10_000] {
+            let hashes = leaves(n);
+            for pieces in 1..5 {
+                assert_eq!(
+                    tree_hash_with(&hashes, &Pieces(pieces)),
+                    tree_hash(&hashes),
+                    "n = {n}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -63,15 +63,21 @@ impl Transcript {
     /// [`crate::leaf::leaves_json`]), so that the largest part is written once and never
     /// copied.
     pub fn canonical_with_leaves(&self, leaves_json: Vec<u8>) -> CanonicalTranscript {
+        let (head, tail) = self.canonical_around_leaves();
+        CanonicalTranscript {
+            head,
+            leaves: leaves_json,
+            tail,
+        }
+    }
+
+    /// The parts of `JCS(transcript)` before and after the leaves array.
+    pub(crate) fn canonical_around_leaves(&self) -> (Vec<u8>, Vec<u8>) {
         let splice_at = Cell::new(0);
         let mut bytes = Vec::with_capacity(4096 + self.listed_units() * 13);
         self.write_fields(&mut bytes, &Splice(&splice_at));
         let tail = bytes.split_off(splice_at.get());
-        CanonicalTranscript {
-            head: bytes,
-            leaves: leaves_json,
-            tail,
-        }
+        (bytes, tail)
     }
 
     fn listed_units(&self) -> usize {

@@ -2,10 +2,12 @@
 //! inputs and names the first check that fails.
 
 use crate::announcement::{Mechanism, Multiples};
+use crate::canonical_leaves;
 use crate::check::{Check, CheckFailure};
 use crate::draw::{Phase, outcome, prepare};
 use crate::hash::Digest;
-use crate::leaf::{LeavesJson, leaves_json};
+use crate::leaf::{LeavesJson, leaves_json, leaves_json_with};
+use crate::parallel::{Join, Sequential};
 use crate::signature::{Role, Signed};
 use crate::transcript::{Placement, SignedTranscript};
 
@@ -39,9 +41,94 @@ pub struct Summary {
 /// Parses a signed transcript file. A parse failure inside the leaves or the announcement is
 /// reported as that check; anything else as [`Check::Format`].
 pub fn parse(bytes: &[u8]) -> Result<SignedTranscript, CheckFailure> {
-    // The fast path: serde_path_to_error records every key it passes, which costs several
-    // times the parse itself on a million leaves. It is only run to explain a failure.
+    parse_file(bytes, &Sequential).map(ParsedFile::into_signed)
+}
+
+/// A parsed signed transcript file, and what the parse kept to spare verification work.
+#[derive(Debug, Clone)]
+pub struct ParsedFile<'a> {
+    pub signed: SignedTranscript,
+    /// When the file's leaves array is in canonical form: its bytes (the leaves' part of
+    /// `JCS(transcript)`) and every leaf's hash, computed from those bytes while parsing.
+    canonical_leaves: Option<(&'a [u8], Vec<Digest>)>,
+}
+
+impl ParsedFile<'_> {
+    pub fn into_signed(self) -> SignedTranscript {
+        self.signed
+    }
+
+    /// Whether the leaves were parsed by the canonical fast path (otherwise verification
+    /// serialises them again, as it does for a [`SignedTranscript`] built in memory).
+    pub fn leaves_were_canonical(&self) -> bool {
+        self.canonical_leaves.is_some()
+    }
+}
+
+/// Parses a signed transcript file, handing the leaves to `join` in pieces.
+///
+/// The leaves (nearly all of a large file) are read by a strict parser of their canonical
+/// form when the file has them in that form (`canonical_leaves`); the rest of the file, and
+/// any file whose leaves are spelled otherwise, by `serde_json` into the same types. Both
+/// paths give the same [`SignedTranscript`]; a file that does not parse is explained by the
+/// general parser, so that the failure names the same check and place either way.
+pub fn parse_file<'a>(bytes: &'a [u8], join: &impl Join) -> Result<ParsedFile<'a>, CheckFailure> {
+    if let Some(parsed) = parse_canonical_leaves(bytes, join) {
+        return parsed;
+    }
+    Ok(ParsedFile {
+        signed: parse_general(bytes)?,
+        canonical_leaves: None,
+    })
+}
+
+/// [`parse`] without the canonical leaves fast path: `serde_json` over the whole file. The
+/// reference the fast path must agree with (the tests and the fuzz target compare them).
+pub fn parse_general(bytes: &[u8]) -> Result<SignedTranscript, CheckFailure> {
+    // serde_path_to_error records every key it passes, which costs several times the parse
+    // itself on a million leaves. It is only run to explain a failure.
     serde_json::from_slice(bytes).map_err(|_| explain_parse_failure(bytes))
+}
+
+/// The fast path of [`parse_file`]: `None` when the leaves are not in canonical form.
+fn parse_canonical_leaves<'a>(
+    bytes: &'a [u8],
+    join: &impl Join,
+) -> Option<Result<ParsedFile<'a>, CheckFailure>> {
+    let start = canonical_leaves::locate(bytes)?;
+    // The rest of the file, with an empty array where the leaves are, goes to serde_json.
+    // Where the leaves end is only known once they are parsed, so the rest is parsed beside
+    // them from an estimate, and again if the estimate was wrong.
+    let estimate = canonical_leaves::end_estimate(bytes, start).unwrap_or(bytes.len());
+    let parse_rest = |end: usize| -> Result<SignedTranscript, serde_json::Error> {
+        let mut rest = Vec::with_capacity(bytes.len() - (end - start) + 2);
+        rest.extend_from_slice(&bytes[..start]);
+        rest.extend_from_slice(b"[]");
+        rest.extend_from_slice(&bytes[end..]);
+        serde_json::from_slice(&rest)
+    };
+    let beside_bytes = bytes.len() - (estimate - start);
+    let (leaves, early) =
+        canonical_leaves::parse_beside(bytes, start, join, beside_bytes, || parse_rest(estimate));
+    let leaves = leaves?;
+    let rest = if leaves.span.end == estimate {
+        early
+    } else {
+        parse_rest(leaves.span.end)
+    };
+    let Ok(mut signed) = rest else {
+        return Some(Err(explain_parse_failure(bytes)));
+    };
+    if !signed.transcript.leaves.is_empty() {
+        // The locator and serde_json disagree on where the leaves are (it cannot happen in
+        // a well-formed file): let the general parser judge the whole file.
+        return None;
+    }
+    signed.transcript.leaves = leaves.leaves;
+    Some(Ok(ParsedFile {
+        signed,
+        canonical_leaves: Some((&bytes[leaves.span], leaves.hashes)),
+    }))
 }
 
 /// Re-parses a file that failed, to say where. A parse failure inside the leaves or the
@@ -70,7 +157,12 @@ fn explain_parse_failure(bytes: &[u8]) -> CheckFailure {
 
 /// Parses and verifies a signed transcript file.
 pub fn verify_bytes(bytes: &[u8], trusted: &TrustedKeys) -> Result<Summary, CheckFailure> {
-    verify(&parse(bytes)?, trusted)
+    verify_parsed(
+        &parse_file(bytes, &Sequential)?,
+        trusted,
+        &Sequential,
+        &mut |_| {},
+    )
 }
 
 /// Verifies a signed transcript: every check of spec section 8, in the spec's order.
@@ -84,19 +176,52 @@ pub fn verify_observed(
     trusted: &TrustedKeys,
     observe: &mut dyn FnMut(Phase),
 ) -> Result<Summary, CheckFailure> {
+    // The leaves are serialised once: the pieces give the leaf hashes for the Merkle check,
+    // the whole the leaves' part of the transcript hash.
+    let LeavesJson { json, hashes } = leaves_json(&signed.transcript.leaves);
+    verify_with_leaves(signed, &json, &hashes, trusted, &Sequential, observe)
+}
+
+/// [`verify_observed`] for a parsed file, handing independent work to `join`: with leaves
+/// that were canonical in the file, their bytes and hashes from the parse are used instead
+/// of serialising the leaves again.
+pub fn verify_parsed(
+    parsed: &ParsedFile<'_>,
+    trusted: &TrustedKeys,
+    join: &impl Join,
+    observe: &mut dyn FnMut(Phase),
+) -> Result<Summary, CheckFailure> {
+    match &parsed.canonical_leaves {
+        Some((json, hashes)) => {
+            verify_with_leaves(&parsed.signed, json, hashes, trusted, join, observe)
+        }
+        None => {
+            let LeavesJson { json, hashes } =
+                leaves_json_with(&parsed.signed.transcript.leaves, join);
+            verify_with_leaves(&parsed.signed, &json, &hashes, trusted, join, observe)
+        }
+    }
+}
+
+/// The checks, given `JCS(leaves)` and the leaf hashes.
+fn verify_with_leaves(
+    signed: &SignedTranscript,
+    leaves_json: &[u8],
+    leaf_hashes: &[Digest],
+    trusted: &TrustedKeys,
+    join: &impl Join,
+    observe: &mut dyn FnMut(Phase),
+) -> Result<Summary, CheckFailure> {
     let transcript = &signed.transcript;
     let announcement = &transcript.announcement;
-    // The transcript is serialised once, up front: the leaves' part gives the leaf hashes
-    // for the Merkle check, the whole gives the transcript hash for the signatures.
-    let LeavesJson { json, hashes } = leaves_json(&transcript.leaves);
-    let canonical = transcript.canonical_with_leaves(json);
     let prepared = prepare(
         announcement,
         &transcript.announcement_signatures,
         &transcript.leaves,
-        &hashes,
+        leaf_hashes,
         &transcript.reveals,
         transcript.beacon_text.as_deref(),
+        join,
     )?;
     if prepared.seed != transcript.seed {
         return Err(CheckFailure::new(
@@ -108,7 +233,15 @@ pub fn verify_observed(
         ));
     }
     observe(Phase::InputsChecked);
-    let expected = outcome(announcement, &prepared, observe);
+    // The transcript hash (one SHA-256 pass over the whole transcript) is computed beside
+    // the lottery and the allocation, and only used once the results have been compared.
+    let (expected, transcript_hash) = join.join(
+        || outcome(announcement, &prepared, observe),
+        || {
+            let (head, tail) = transcript.canonical_around_leaves();
+            Digest::of(&[&head, leaves_json, &tail])
+        },
+    );
     if let Some(position) = first_difference(&expected.lottery, &transcript.lottery) {
         return Err(CheckFailure::new(
             Check::Lottery,
@@ -125,7 +258,6 @@ pub fn verify_observed(
             "the transcript has no organiser signature",
         ));
     }
-    let transcript_hash = canonical.hash();
     for signature in &signed.signatures {
         signature
             .verify(Signed::Transcript, &transcript_hash)

@@ -11,11 +11,13 @@
 //! - `countersign`: `draw countersign`
 //! - `simulate`: `draw simulate`, a synthetic draw with phase timings
 //! - `files`: reading inputs, writing outputs (0600 for secrets, atomic replacement)
+//! - `threads`: the `lottery::parallel::Join` that runs independent draw work on the cores
 
 mod countersign;
 mod files;
 mod receipt;
 mod simulate;
+mod threads;
 mod verify;
 
 use std::path::PathBuf;

@@ -22,7 +22,7 @@ pub(crate) fn run(
         organiser: parse_public_key("--organiser-key", organiser_key)?,
         notary: None,
     };
-    let bytes = files::read(file)?;
+    let bytes = files::read_large(file)?;
     let (mut signed, summary) = verify_file(&bytes, &trusted, &mut PhaseClock::new(false))
         .map_err(|failure| {
             eprintln!("gongkai: refusing to countersign an invalid transcript");

@@ -29,7 +29,7 @@ pub(crate) fn run(
         organiser: parse_public_key("--organiser-key", organiser_key)?,
         notary: None,
     };
-    let bytes = files::read(file)?;
+    let bytes = files::read_large(file)?;
     let (signed, summary) = verify_file(&bytes, &trusted, &mut PhaseClock::new(false))
         .map_err(|f| report_failure(&f))?;
     let transcript = &signed.transcript;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use lottery::commit::commit;
-use lottery::draw::{DrawInputs, Phase, run_observed};
+use lottery::draw::{DrawInputs, Phase, run_with};
 use lottery::jcs::WriteCanonical;
 use lottery::signature::{Role, Signature, Signed};
 use lottery::simulate::{SimulationParams, Synthetic, synthetic, witnesses};
@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use rand_core::{CryptoRng, RngCore};
 use sha2::Digest as _;
 
+use super::threads::Threads;
 use super::{Failure, files};
 
 pub(crate) struct Options {
@@ -105,7 +106,7 @@ fn simulate<R: CryptoRng + RngCore>(options: &Options, rng: &mut R) -> Result<()
         reveals: secrets,
         beacon_text: options.beacon.clone(),
     };
-    let drawn = run_observed(inputs, &mut |phase| match phase {
+    let drawn = run_with(inputs, &Threads::available(), &mut |phase| match phase {
         Phase::InputsChecked => timer.lap(
             "draw: check inputs (leaves JSON, Merkle root, reveals, seed)",
             true,

@@ -302,15 +302,12 @@ pub fn spec_time(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
-/// The first character of a name and `*` for the rest: what lookups show.
+/// The first character of a name and one `*`: what lookups show. One star whatever the
+/// length, so the mask tells nothing of the name beyond its first character.
 pub fn mask_name(name: &str) -> String {
-    let mut chars = name.chars();
-    match chars.next() {
+    match name.chars().next() {
         None => String::new(),
-        Some(first) => {
-            let rest = chars.count().max(1);
-            format!("{first}{}", "*".repeat(rest))
-        }
+        Some(first) => format!("{first}*"),
     }
 }
 
@@ -390,8 +387,8 @@ mod tests {
 
     #[test]
     fn names_are_masked_after_the_first_character() {
-        assert_eq!(mask_name("王小明"), "王**");
+        assert_eq!(mask_name("王小明"), "王*");
         assert_eq!(mask_name("李"), "李*");
-        assert_eq!(mask_name("Anna"), "A***");
+        assert_eq!(mask_name("Anna"), "A*");
     }
 }

@@ -87,7 +87,45 @@ pub fn parse_file<'a>(bytes: &'a [u8], join: &impl Join) -> Result<ParsedFile<'a
 pub fn parse_general(bytes: &[u8]) -> Result<SignedTranscript, CheckFailure> {
     // serde_path_to_error records every key it passes, which costs several times the parse
     // itself on a million leaves. It is only run to explain a failure.
-    serde_json::from_slice(bytes).map_err(|_| explain_parse_failure(bytes))
+    let signed: SignedTranscript =
+        serde_json::from_slice(bytes).map_err(|_| explain_parse_failure(bytes))?;
+    check_shape(bytes, &signed)?;
+    Ok(signed)
+}
+
+/// The file must have the spec's shape, not merely parse into it: serde also reads an
+/// object written as a list (`["KG-01","name",5]`) or a unit variant written as a map
+/// (`{"organiser":null}`), and hashing the typed value would then sign off on a file
+/// whose own JSON (what an independent verifier hashes) is different. So the JSON as
+/// given must canonicalise to exactly what the typed value canonicalises to.
+fn check_shape(bytes: &[u8], signed: &SignedTranscript) -> Result<(), CheckFailure> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| CheckFailure::new(Check::Format, format!("not JSON: {e}")))?;
+    let canonical = |v: &serde_json::Value| crate::jcs::canonicalize(v).ok();
+    let typed = |w: &dyn crate::jcs::WriteCanonical| {
+        let mut out = Vec::new();
+        w.write_canonical(&mut out);
+        out
+    };
+    let transcript = &value["transcript"];
+    let mismatch = |check: Check, what: &str| {
+        CheckFailure::new(
+            check,
+            format!(
+                "{what} is not written as the specification shapes it (an object written as a list, or a name written as an object)"
+            ),
+        )
+    };
+    if canonical(&transcript["announcement"]) != Some(typed(&signed.transcript.announcement)) {
+        return Err(mismatch(Check::Announcement, "the announcement"));
+    }
+    if canonical(&transcript["leaves"]) != Some(typed(&signed.transcript.leaves)) {
+        return Err(mismatch(Check::Leaves, "a leaf"));
+    }
+    if canonical(&value) != Some(signed.canonical_json()) {
+        return Err(mismatch(Check::Format, "the file"));
+    }
+    Ok(())
 }
 
 /// The fast path of [`parse_file`]: `None` when the leaves are not in canonical form.
@@ -119,6 +157,13 @@ fn parse_canonical_leaves<'a>(
     let Ok(mut signed) = rest else {
         return Some(Err(explain_parse_failure(bytes)));
     };
+    let mut rest_bytes = Vec::with_capacity(bytes.len() - leaves.span.len() + 2);
+    rest_bytes.extend_from_slice(&bytes[..start]);
+    rest_bytes.extend_from_slice(b"[]");
+    rest_bytes.extend_from_slice(&bytes[leaves.span.end..]);
+    if let Err(failure) = check_shape(&rest_bytes, &signed) {
+        return Some(Err(failure));
+    }
     if !signed.transcript.leaves.is_empty() {
         // The locator and serde_json disagree on where the leaves are (it cannot happen in
         // a well-formed file): let the general parser judge the whole file.

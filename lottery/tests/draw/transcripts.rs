@@ -313,3 +313,26 @@ fn empty_draw_verifies() {
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+/// serde reads an object written as a list and a name written as a map; the file's own
+/// JSON (what an independent verifier hashes) would then differ from what was signed.
+#[test]
+fn a_file_must_have_the_specs_shape_not_just_parse_into_it() {
+    let (_, bytes) = small_signed_file();
+    let text = String::from_utf8(bytes).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let kg = value["transcript"]["announcement"]["kindergartens"][0].clone();
+    let mut as_list = value.clone();
+    as_list["transcript"]["announcement"]["kindergartens"][0] =
+        serde_json::json!([kg["code"], kg["name"], kg["seats"]]);
+    let failure =
+        verify_bytes(as_list.to_string().as_bytes(), &TrustedKeys::default()).unwrap_err();
+    assert_eq!(failure.check, Check::Announcement, "{failure}");
+    value["signatures"][0]["role"] = serde_json::json!({"organiser": null});
+    let failure = verify_bytes(value.to_string().as_bytes(), &TrustedKeys::default()).unwrap_err();
+    assert_eq!(failure.check, Check::Format, "{failure}");
+    // Both parsers say the same (the canonical leaves fast path and the general one).
+    assert!(lottery::verify::parse_general(as_list.to_string().as_bytes()).is_err());
+    // And the file as published still verifies.
+    assert!(verify_bytes(text.as_bytes(), &TrustedKeys::default()).is_ok());
+}

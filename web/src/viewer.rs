@@ -68,6 +68,61 @@ impl ViewerKey {
     }
 }
 
+/// The prefix of WHEP viewer tokens (`gkv1.<unix expiry>.<tag>`).
+pub const VIEW_TOKEN_PREFIX: &str = "gkv1";
+
+/// Why a viewer token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewTokenError {
+    /// Not a token, another event's token, or a forged tag.
+    Invalid,
+    /// Well-formed and signed for this event, but past its expiry.
+    Expired,
+}
+
+impl ViewerKey {
+    /// A WHEP viewer token for `event_id`, valid until `expires_unix` (seconds). Stateless:
+    /// the tag is HMAC-SHA256 over a domain-separated message (never a cookie payload, which
+    /// has no newline), so nothing is stored per token and every node can check it.
+    pub fn sign_view_token(&self, event_id: &str, expires_unix: u64) -> String {
+        let tag = self.view_token_mac(event_id, expires_unix).finalize().into_bytes();
+        format!(
+            "{VIEW_TOKEN_PREFIX}.{expires_unix}.{}",
+            URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    /// Checks a viewer token for `event_id` at `now_unix` (seconds).
+    pub fn verify_view_token(
+        &self,
+        event_id: &str,
+        token: &str,
+        now_unix: u64,
+    ) -> Result<(), ViewTokenError> {
+        let mut parts = token.split('.');
+        let (Some(VIEW_TOKEN_PREFIX), Some(expires), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ViewTokenError::Invalid);
+        };
+        let expires: u64 = expires.parse().map_err(|_| ViewTokenError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| ViewTokenError::Invalid)?;
+        self.view_token_mac(event_id, expires)
+            .verify_slice(&tag)
+            .map_err(|_| ViewTokenError::Invalid)?;
+        if expires <= now_unix {
+            return Err(ViewTokenError::Expired);
+        }
+        Ok(())
+    }
+
+    fn view_token_mac(&self, event_id: &str, expires_unix: u64) -> Hmac<Sha256> {
+        self.mac(&format!("gongkai-view-token/1\n{event_id}\n{expires_unix}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ViewerIdentity {
     pub viewer_id: String,
@@ -167,5 +222,26 @@ mod tests {
         assert_eq!(ViewerKey::new("other").verify(&signed), None);
         assert!(clean_nickname("  ").is_err());
         assert_eq!(clean_nickname(" 甲\u{7} ").unwrap(), "甲");
+    }
+
+    #[test]
+    fn view_tokens_are_bound_to_their_event_key_and_expiry() {
+        let key = ViewerKey::new("k");
+        let token = key.sign_view_token("ev1", 1_000);
+        assert!(token.starts_with("gkv1.1000."), "{token}");
+        assert_eq!(key.verify_view_token("ev1", &token, 999), Ok(()));
+        assert_eq!(
+            key.verify_view_token("ev1", &token, 1_000),
+            Err(ViewTokenError::Expired)
+        );
+        let invalid = Err(ViewTokenError::Invalid);
+        assert_eq!(key.verify_view_token("ev2", &token, 0), invalid);
+        assert_eq!(ViewerKey::new("x").verify_view_token("ev1", &token, 0), invalid);
+        // A later expiry with the old tag is a forgery, not an extension.
+        let extended = token.replacen("1000", "9000", 1);
+        assert_eq!(key.verify_view_token("ev1", &extended, 0), invalid);
+        for garbage in ["", "gkv1", "gkv1.1000", "gkv2.1000.AAAA", "gkv1.x.AAAA", "gkv1.1.A.B"] {
+            assert_eq!(key.verify_view_token("ev1", garbage, 0), invalid, "{garbage}");
+        }
     }
 }

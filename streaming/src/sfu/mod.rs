@@ -12,6 +12,7 @@
 //! - [`rewrite`]: the pure per-viewer RTP rewrite (SSRC, payload type, extension ids,
 //!   sequence/timestamp continuity across publisher sessions).
 //! - `sdp`: the little SDP reading the SFU needs before the crate parses the offer.
+//! - [`turn`]: short-lived TURN credentials (coturn's REST-API scheme).
 //! - [`record`]: each publisher session recorded to a WebM file (fed through a bounded
 //!   channel to its own writer thread, so recording never slows forwarding).
 //!
@@ -28,6 +29,7 @@
 pub mod record;
 pub mod rewrite;
 mod sdp;
+pub mod turn;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -129,6 +131,10 @@ pub struct SfuConfig {
     /// The address advertised instead of the bound one (1:1 NAT deployments).
     pub public_ip: Option<IpAddr>,
     pub ice_servers: Vec<IceServer>,
+    /// With a shared TURN secret, `turn:`/`turns:` servers get fresh short-lived
+    /// credentials each time they are handed out (see [`Sfu::ice_servers`]) instead of
+    /// their static username and credential.
+    pub turn_rest: Option<turn::TurnRest>,
     /// Where each publisher session is recorded (`<dir>/<event id>/<segment>.webm`);
     /// `None`: no recording.
     pub recordings_dir: Option<PathBuf>,
@@ -141,6 +147,7 @@ impl Default for SfuConfig {
             udp_ports: None,
             public_ip: None,
             ice_servers: Vec::new(),
+            turn_rest: None,
             recordings_dir: None,
         }
     }
@@ -207,6 +214,38 @@ impl Sfu {
 
     pub fn config(&self) -> &SfuConfig {
         &self.config
+    }
+
+    /// The ICE servers to hand out now: with [`SfuConfig::turn_rest`], each TURN server
+    /// carries a fresh `<expiry>:<random id>` username and its coturn credential.
+    pub fn ice_servers(&self) -> Vec<IceServer> {
+        let Some(rest) = &self.config.turn_rest else {
+            return self.config.ice_servers.clone();
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let id = format!("{:016x}", rand::thread_rng().r#gen::<u64>());
+        let (username, credential) = rest.credentials(now, &id);
+        self.config
+            .ice_servers
+            .iter()
+            .map(|server| {
+                let turn = server
+                    .urls
+                    .iter()
+                    .any(|u| u.starts_with("turn:") || u.starts_with("turns:"));
+                if turn {
+                    IceServer {
+                        urls: server.urls.clone(),
+                        username: username.clone(),
+                        credential: credential.clone(),
+                    }
+                } else {
+                    server.clone()
+                }
+            })
+            .collect()
     }
 
     /// Publisher changes, for the shell.
@@ -592,13 +631,12 @@ impl Sfu {
         }
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(
-                self.config
-                    .ice_servers
-                    .iter()
+                self.ice_servers()
+                    .into_iter()
                     .map(|s| RTCIceServer {
-                        urls: s.urls.clone(),
-                        username: s.username.clone(),
-                        credential: s.credential.clone(),
+                        urls: s.urls,
+                        username: s.username,
+                        credential: s.credential,
                     })
                     .collect(),
             )

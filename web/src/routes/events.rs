@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{id}/start", post(start))
         .route("/events/{id}/end", post(end))
         .route("/events/{id}/publish-token", post(publish_token))
+        .route("/events/{id}/viewer-tokens", post(viewer_token))
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +245,63 @@ pub async fn transition(
         .await?;
     crate::hub_shell::event_changed(state, &updated);
     Ok(updated)
+}
+
+/// Default and longest lifetime of a WHEP viewer token.
+const VIEWER_TOKEN_TTL_SECS: u64 = 7 * 24 * 3600;
+const VIEWER_TOKEN_MAX_TTL_SECS: u64 = 90 * 24 * 3600;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewerTokenInput {
+    ttl_secs: Option<u64>,
+}
+
+/// Mints a signed, expiring WHEP viewer token (what unlisted events need to be watched).
+/// Stateless (HMAC under the viewer key), so it is shown once and cannot be listed;
+/// it stops working at its expiry.
+async fn viewer_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    may_run(&caller, &event)?;
+    let input: ViewerTokenInput = if body.iter().all(u8::is_ascii_whitespace) {
+        ViewerTokenInput::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let ttl = input.ttl_secs.unwrap_or(VIEWER_TOKEN_TTL_SECS);
+    if ttl == 0 || ttl > VIEWER_TOKEN_MAX_TTL_SECS {
+        return Err(ApiError::validation(
+            "ttl_secs",
+            format!("ttl_secs must be between 1 and {VIEWER_TOKEN_MAX_TTL_SECS}"),
+        ));
+    }
+    let now = now_ms();
+    let expires = u64::try_from(now / 1000).unwrap_or(0) + ttl;
+    let token = state.viewer_key.sign_view_token(event.id.as_str(), expires);
+    state
+        .store
+        .audit(
+            &caller.user.username,
+            "event.viewer_token",
+            &json!({"event": event.id, "expires": expires}).to_string(),
+            now,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "token": token,
+            "expires_at": expires,
+            // In the fragment: never sent to the server, so not in logs or Referer.
+            "share_url": format!("/events/{}#t={token}", event.id.as_str()),
+        })),
+    ))
 }
 
 async fn publish_token(

@@ -168,7 +168,10 @@ impl std::fmt::Debug for MediaSettings {
             .field("public_ip", &self.public_ip)
             .field("ice_servers", &self.ice_servers)
             .field("turn_username", &self.turn_username)
-            .field("turn_secret", &self.turn_secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "turn_secret",
+                &self.turn_secret.as_ref().map(|_| "[redacted]"),
+            )
             .field("turn_ttl_secs", &self.turn_ttl_secs)
             .field("max_sdp_bytes", &self.max_sdp_bytes)
             .field("recording", &self.recording)

@@ -85,7 +85,10 @@ impl ViewerKey {
     /// the tag is HMAC-SHA256 over a domain-separated message (never a cookie payload, which
     /// has no newline), so nothing is stored per token and every node can check it.
     pub fn sign_view_token(&self, event_id: &str, expires_unix: u64) -> String {
-        let tag = self.view_token_mac(event_id, expires_unix).finalize().into_bytes();
+        let tag = self
+            .view_token_mac(event_id, expires_unix)
+            .finalize()
+            .into_bytes();
         format!(
             "{VIEW_TOKEN_PREFIX}.{expires_unix}.{}",
             URL_SAFE_NO_PAD.encode(tag)
@@ -236,12 +239,26 @@ mod tests {
         );
         let invalid = Err(ViewTokenError::Invalid);
         assert_eq!(key.verify_view_token("ev2", &token, 0), invalid);
-        assert_eq!(ViewerKey::new("x").verify_view_token("ev1", &token, 0), invalid);
+        assert_eq!(
+            ViewerKey::new("x").verify_view_token("ev1", &token, 0),
+            invalid
+        );
         // A later expiry with the old tag is a forgery, not an extension.
         let extended = token.replacen("1000", "9000", 1);
         assert_eq!(key.verify_view_token("ev1", &extended, 0), invalid);
-        for garbage in ["", "gkv1", "gkv1.1000", "gkv2.1000.AAAA", "gkv1.x.AAAA", "gkv1.1.A.B"] {
-            assert_eq!(key.verify_view_token("ev1", garbage, 0), invalid, "{garbage}");
+        for garbage in [
+            "",
+            "gkv1",
+            "gkv1.1000",
+            "gkv2.1000.AAAA",
+            "gkv1.x.AAAA",
+            "gkv1.1.A.B",
+        ] {
+            assert_eq!(
+                key.verify_view_token("ev1", garbage, 0),
+                invalid,
+                "{garbage}"
+            );
         }
     }
 }

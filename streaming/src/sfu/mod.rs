@@ -12,6 +12,7 @@
 //! - [`rewrite`]: the pure per-viewer RTP rewrite (SSRC, payload type, extension ids,
 //!   sequence/timestamp continuity across publisher sessions).
 //! - `sdp`: the little SDP reading the SFU needs before the crate parses the offer.
+//! - `feedback`: the interceptor that hands viewers' PLI/FIR to the application.
 //! - [`turn`]: short-lived TURN credentials (coturn's REST-API scheme).
 //! - [`record`]: each publisher session recorded to a WebM file (fed through a bounded
 //!   channel to its own writer thread, so recording never slows forwarding).
@@ -25,7 +26,10 @@
 //! `KEYFRAME_MIN_INTERVAL`), and writes rewritten packets to its own tracks. NACKs from
 //! viewers are answered by the crate's NACK responder interceptor from its send buffer.
 //! A viewer that falls behind the channel loses packets (counted) and asks for a keyframe.
+//! Viewers' own PLI/FIR (a decoder that lost a frame) reach the publisher the same way:
+//! through the room's coalescing keyframe request, never one PLI per viewer packet.
 
+mod feedback;
 pub mod record;
 pub mod rewrite;
 mod sdp;
@@ -48,8 +52,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use webrtc::media_stream::MediaStreamTrack;
-use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -172,6 +176,10 @@ pub struct MediaStatus {
     pub ingest_bytes: u64,
     pub packets_forwarded: u64,
     pub packets_dropped: u64,
+    /// PLI/FIR packets received from viewers (each relayed through the coalescing path).
+    pub viewer_keyframe_requests: u64,
+    /// PLIs sent to the publisher (joins, viewers' requests, lag, the safety interval).
+    pub keyframe_requests_sent: u64,
 }
 
 /// Publisher changes the shell may act on (event status, hub pushes).
@@ -501,6 +509,8 @@ impl Sfu {
             ingest_bytes: room.ingest_bytes.load(Ordering::Relaxed),
             packets_forwarded: room.forwarded.load(Ordering::Relaxed),
             packets_dropped: room.dropped.load(Ordering::Relaxed),
+            viewer_keyframe_requests: room.viewer_keyframe_requests.load(Ordering::Relaxed),
+            keyframe_requests_sent: room.keyframe_requests_sent.load(Ordering::Relaxed),
         }
     }
 
@@ -620,7 +630,11 @@ impl Sfu {
     ) -> Result<Arc<dyn PeerConnection>, SfuError> {
         let mut media_engine = media_engine()?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-            .map_err(webrtc_error)?;
+            .map_err(webrtc_error)?
+            .with(
+                rtc::interceptor::Slot::from(feedback::SLOT),
+                feedback::KeyframeRequests::default(),
+            );
         let mut settings = SettingEngineBuilder::new();
         if let Some(public_ip) = self.config.public_ip {
             settings =
@@ -664,6 +678,8 @@ struct Room {
     ingest_bytes: AtomicU64,
     forwarded: AtomicU64,
     dropped: AtomicU64,
+    viewer_keyframe_requests: AtomicU64,
+    keyframe_requests_sent: AtomicU64,
 }
 
 #[derive(Default)]
@@ -706,6 +722,8 @@ impl Room {
             ingest_bytes: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            viewer_keyframe_requests: AtomicU64::new(0),
+            keyframe_requests_sent: AtomicU64::new(0),
         }
     }
 
@@ -997,7 +1015,6 @@ async fn send_keyframe_requests(
             () = wanted => {}
             _ = done.changed() => return,
         }
-        drop(strong);
         let pli = PictureLossIndication {
             sender_ssrc: 0,
             media_ssrc,
@@ -1005,8 +1022,42 @@ async fn send_keyframe_requests(
         if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
             return;
         }
+        strong
+            .keyframe_requests_sent
+            .fetch_add(1, Ordering::Relaxed);
+        drop(strong);
         // Requests arriving meanwhile leave one permit in the Notify: one PLI for all.
         tokio::time::sleep(KEYFRAME_MIN_INTERVAL).await;
+    }
+}
+
+/// Relays one viewer track's PLI/FIR (see `feedback`) to the publisher through the room's
+/// coalescing keyframe request; ends when the track is unbound.
+async fn relay_keyframe_requests(room: Weak<Room>, local: Arc<TrackLocalStaticRTP>) {
+    while let Some(event) = local.poll().await {
+        let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+            continue;
+        };
+        if !feedback::asks_for_keyframe(&packets) {
+            continue;
+        }
+        let Some(room) = room.upgrade() else {
+            return;
+        };
+        room.viewer_keyframe_requests
+            .fetch_add(1, Ordering::Relaxed);
+        room.keyframe_wanted.notify_one();
+    }
+}
+
+/// Aborts tasks that must not outlive their owner.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -1095,6 +1146,17 @@ async fn forward_to_viewer(
         }
         let mut packets = room.packets.subscribe();
         room.keyframe_wanted.notify_one();
+        let relays: Vec<_> = outputs
+            .iter()
+            .filter(|o| o.kind == RtpCodecKind::Video)
+            .map(|o| {
+                tokio::spawn(relay_keyframe_requests(
+                    Arc::downgrade(&room),
+                    Arc::clone(&o.local),
+                ))
+            })
+            .collect();
+        let _abort_relays = AbortOnDrop(relays);
         loop {
             tokio::select! {
                 received = packets.recv() => match received {

@@ -78,12 +78,10 @@ pub fn sfu_from_settings(settings: &Settings) -> Arc<Sfu> {
         udp_ports,
         public_ip: media.public_ip,
         ice_servers,
-        turn_rest: media.turn_secret.as_ref().map(|secret| {
-            streaming::sfu::turn::TurnRest::new(
-                secret.clone(),
-                media.turn_ttl_secs,
-            )
-        }),
+        turn_rest: media
+            .turn_secret
+            .as_ref()
+            .map(|secret| streaming::sfu::turn::TurnRest::new(secret.clone(), media.turn_ttl_secs)),
         recordings_dir: media.recording.then(|| settings.recordings_dir()),
     })
 }
@@ -197,8 +195,12 @@ pub fn record_metrics(state: &AppState) {
             .absolute(status.ingest_bytes);
         metrics::counter!("gongkai_media_packets_forwarded_total", "event" => event.clone())
             .absolute(status.packets_forwarded);
-        metrics::counter!("gongkai_media_packets_dropped_total", "event" => event)
+        metrics::counter!("gongkai_media_packets_dropped_total", "event" => event.clone())
             .absolute(status.packets_dropped);
+        metrics::counter!("gongkai_media_viewer_keyframe_requests_total", "event" => event.clone())
+            .absolute(status.viewer_keyframe_requests);
+        metrics::counter!("gongkai_media_keyframe_requests_sent_total", "event" => event)
+            .absolute(status.keyframe_requests_sent);
     }
 }
 
@@ -543,11 +545,11 @@ async fn check_publish_token(
     headers: &HeaderMap,
 ) -> Result<(), Failed> {
     let token = bearer(headers).ok_or_else(|| {
-            failed(
-                ApiError::Unauthorized("Authorization: Bearer <publish token> required".into())
-                    .into_response(),
-            )
-        })?;
+        failed(
+            ApiError::Unauthorized("Authorization: Bearer <publish token> required".into())
+                .into_response(),
+        )
+    })?;
     let stored = state
         .store
         .publish_token_hash(&event.id)
@@ -586,8 +588,7 @@ fn check_view_token(state: &AppState, event: &Event, headers: &HeaderMap) -> Res
             ApiError::Forbidden("the viewer token has expired".into()).into_response(),
         )),
         Err(ViewTokenError::Invalid) => Err(failed(
-            ApiError::Forbidden("this is not a viewer token for the event".into())
-                .into_response(),
+            ApiError::Forbidden("this is not a viewer token for the event".into()).into_response(),
         )),
     }
 }

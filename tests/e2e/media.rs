@@ -426,20 +426,6 @@ async fn frames_decoded(client: &fantoccini::Client) -> anyhow::Result<f64> {
     Ok(value.as_f64().unwrap_or(0.0))
 }
 
-/// A fresh publish token (rotating the one the broadcaster page fetched).
-async fn publish_token(base: &str, api: &str, event: &str) -> String {
-    let token: Value = reqwest::Client::new()
-        .post(format!("{base}/api/v1/events/{event}/publish-token"))
-        .bearer_auth(api)
-        .send()
-        .await
-        .expect("publish token")
-        .json()
-        .await
-        .expect("token JSON");
-    token["token"].as_str().expect("token").to_owned()
-}
-
 /// Polls `script` (a JS expression) in `client` until `done(value)`, at most `timeout`.
 async fn wait_js(
     client: &fantoccini::Client,
@@ -466,8 +452,8 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
     use fantoccini::Locator;
 
     let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
-    let (event, _token) = setup(&app).await;
-    let api = app.create_token("admin", "media-2");
+    // OBS's token, issued before anyone opens the broadcaster page.
+    let (event, obs_token) = setup(&app).await;
     let app_url = app.url("").trim_end_matches('/').to_owned();
     let base = app.url("");
     let base = base.trim_end_matches('/').to_owned();
@@ -550,11 +536,12 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
 
             // An aiortc publisher takes over the event: the same Chromium player decodes
             // its frames too, without reloading.
+            // It publishes with OBS's token, issued before the broadcaster page was opened:
+            // the page's own credential did not rotate it.
             let before = frames_decoded(client).await?;
-            let token = publish_token(&app_url, &api, &event).await;
             let publisher = Peer::start(
                 "whip_publisher.py",
-                &[&format!("{app_url}/whip/{event}"), &token, "8"],
+                &[&format!("{app_url}/whip/{event}"), &obs_token, "8"],
             );
             let after = wait_js(
                 client,
@@ -1156,4 +1143,106 @@ async fn h264_reaches_an_h264_only_viewer_and_its_keyframe_requests_reach_the_pu
     // Decoded H.264 frames (the viewer offered nothing else).
     assert!(last["video_frames"].as_u64().unwrap_or(0) > 60, "{last}");
     let _ = publisher.finish().await;
+}
+
+#[tokio::test]
+async fn the_broadcaster_pages_publish_credential_leaves_the_obs_token_working() {
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, obs_token) = setup(&app).await;
+    let api = app.create_token("admin", "media-credential");
+    let client = app.anonymous_client();
+    let whip = app.url(&format!("/whip/{event}"));
+    let offer = include_str!("../peers/sample_offer.sdp");
+    let publish = |token: String| {
+        let request = client
+            .post(&whip)
+            .bearer_auth(token)
+            .header("content-type", "application/sdp")
+            .body(offer);
+        async move {
+            let response = request.send().await.expect("WHIP");
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (status, location)
+        }
+    };
+    let credential_url = app.url(&format!("/api/v1/events/{event}/publish-credential"));
+    let anonymous = client
+        .post(&credential_url)
+        .send()
+        .await
+        .expect("credential");
+    assert_eq!(anonymous.status(), 401);
+    // What the broadcaster page does each time it is opened.
+    for _ in 0..2 {
+        let minted: Value = client
+            .post(&credential_url)
+            .bearer_auth(&api)
+            .send()
+            .await
+            .expect("credential")
+            .json()
+            .await
+            .expect("credential JSON");
+        assert!(
+            minted["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("gks1.")),
+            "{minted}"
+        );
+    }
+    let credential: Value = client
+        .post(&credential_url)
+        .bearer_auth(&api)
+        .send()
+        .await
+        .expect("credential")
+        .json()
+        .await
+        .expect("credential JSON");
+    let credential = credential["token"].as_str().expect("token").to_owned();
+
+    // The page's credential publishes and ends its session ...
+    let (status, location) = publish(credential.clone()).await;
+    assert_eq!(status, 201);
+    let ended = client
+        .delete(app.url(&location.expect("Location")))
+        .bearer_auth(&credential)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(ended.status(), 200);
+    // ... and OBS's token, issued before the page was opened, still works.
+    let (status, location) = publish(obs_token.clone()).await;
+    assert_eq!(status, 201);
+    let ended = client
+        .delete(app.url(&location.expect("Location")))
+        .bearer_auth(&obs_token)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(ended.status(), 200);
+
+    // Forged, re-targeted or viewer-kind credentials are refused.
+    let forged = format!(
+        "gks1.99999999999.{}",
+        &credential[credential.rfind('.').expect("tag") + 1..]
+    );
+    assert_eq!(publish(forged).await.0, 403);
+    let viewer: Value = client
+        .post(app.url(&format!("/api/v1/events/{event}/viewer-tokens")))
+        .bearer_auth(&api)
+        .send()
+        .await
+        .expect("viewer token")
+        .json()
+        .await
+        .expect("viewer token JSON");
+    let viewer = viewer["token"].as_str().expect("token").to_owned();
+    assert_eq!(publish(viewer.replacen("gkv1", "gks1", 1)).await.0, 403);
+    assert_eq!(publish(viewer).await.0, 403);
 }

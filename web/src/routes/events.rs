@@ -14,6 +14,7 @@ use crate::domain::event::{Event, EventDraft, EventId, EventInput, EventKind, Ev
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::now_ms;
+use crate::viewer::Grant;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -23,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{id}/end", post(end))
         .route("/events/{id}/publish-token", post(publish_token))
         .route("/events/{id}/viewer-tokens", post(viewer_token))
+        .route("/events/{id}/publish-credential", post(publish_credential))
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,7 +285,9 @@ async fn viewer_token(
     }
     let now = now_ms();
     let expires = u64::try_from(now / 1000).unwrap_or(0) + ttl;
-    let token = state.viewer_key.sign_view_token(event.id.as_str(), expires);
+    let token = state
+        .viewer_key
+        .sign_grant(Grant::View, event.id.as_str(), expires);
     state
         .store
         .audit(
@@ -302,6 +306,34 @@ async fn viewer_token(
             "share_url": format!("/events/{}#t={token}", event.id.as_str()),
         })),
     ))
+}
+
+/// How long the broadcaster page's publish credential lives (a live session is checked
+/// only when it starts; the page fetches a fresh credential when one is refused).
+const PUBLISH_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
+
+/// A short-lived WHIP credential for the broadcaster page, accepted beside the event's
+/// publish token without rotating it (so OBS keeps its token). Same people as the token.
+async fn publish_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    let name = &caller.user.username;
+    if !(may_manage(&caller, event.kind).is_ok() || event.broadcasters.contains(name)) {
+        return Err(ApiError::Forbidden(
+            "only administrators and the event's broadcasters may publish".into(),
+        ));
+    }
+    if matches!(event.status, EventStatus::Ended | EventStatus::Cancelled) {
+        return Err(ApiError::Conflict(format!("the event is {}", event.status)));
+    }
+    let expires = u64::try_from(now_ms() / 1000).unwrap_or(0) + PUBLISH_CREDENTIAL_TTL_SECS;
+    let token = state
+        .viewer_key
+        .sign_grant(Grant::Publish, event.id.as_str(), expires);
+    Ok(axum::Json(json!({ "token": token, "expires_at": expires })))
 }
 
 async fn publish_token(

@@ -5,7 +5,8 @@
 //! their lifetimes live in the SFU.
 //!
 //! # Layout
-//! - `POST /whip/{event_id}`: publish (`Authorization: Bearer <publish token>`).
+//! - `POST /whip/{event_id}`: publish (`Authorization: Bearer <publish token>`, or the
+//!   broadcaster page's short-lived publish credential).
 //! - `POST /whep/{event_id}`: watch (public events: anyone; unlisted events: `Authorization:
 //!   Bearer <viewer token>`, see `viewer::ViewerKey::sign_view_token`).
 //! - `DELETE /whip|whep/{event_id}/{session}`: end the session; `PATCH`: 405 (no trickle:
@@ -35,7 +36,7 @@ use crate::config::Settings;
 use crate::domain::event::{Event, EventId, EventStatus, Visibility};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::viewer::ViewTokenError;
+use crate::viewer::{Grant, GrantError};
 
 /// An error response on its way out (boxed: a `Response` is large for a `Result`).
 type Failed = Box<Response>;
@@ -550,6 +551,23 @@ async fn check_publish_token(
                 .into_response(),
         )
     })?;
+    // The broadcaster page's short-lived credential (`POST .../publish-credential`).
+    if token.starts_with(Grant::Publish.prefix()) {
+        let now = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
+        return match state
+            .viewer_key
+            .verify_grant(Grant::Publish, event.id.as_str(), token, now)
+        {
+            Ok(()) => Ok(()),
+            Err(GrantError::Expired) => Err(failed(
+                ApiError::Forbidden("the publish credential has expired".into()).into_response(),
+            )),
+            Err(GrantError::Invalid) => Err(failed(
+                ApiError::Forbidden("this is not a publish credential for the event".into())
+                    .into_response(),
+            )),
+        };
+    }
     let stored = state
         .store
         .publish_token_hash(&event.id)
@@ -581,13 +599,13 @@ fn check_view_token(state: &AppState, event: &Event, headers: &HeaderMap) -> Res
     let now = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
     match state
         .viewer_key
-        .verify_view_token(event.id.as_str(), token, now)
+        .verify_grant(Grant::View, event.id.as_str(), token, now)
     {
         Ok(()) => Ok(()),
-        Err(ViewTokenError::Expired) => Err(failed(
+        Err(GrantError::Expired) => Err(failed(
             ApiError::Forbidden("the viewer token has expired".into()).into_response(),
         )),
-        Err(ViewTokenError::Invalid) => Err(failed(
+        Err(GrantError::Invalid) => Err(failed(
             ApiError::Forbidden("this is not a viewer token for the event".into()).into_response(),
         )),
     }

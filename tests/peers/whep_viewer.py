@@ -4,6 +4,7 @@ Usage: whep_viewer.py URL SECONDS [--token T] [--codec h264|vp8] [--pli-every S]
   --token      sent as `Authorization: Bearer T` (unlisted events' viewer tokens)
   --codec      offer only this video codec (codec preferences on the transceiver)
   --pli-every  send a PLI for the video stream every S seconds once frames arrive
+Retries a 503 (nobody publishing yet) every second, within SECONDS.
 Prints {"status": code, "links": [...]} once the POST is answered (the `Link` headers),
 then one JSON line per second: {"video_frames": n, "audio_frames": m, "first_frame_s": f,
 "plis_sent": p, "t": seconds since start}
@@ -71,13 +72,18 @@ async def main(args):
             asyncio.ensure_future(send_plis(video.receiver))
 
     await pc.setLocalDescription(await pc.createOffer())
-    try:
-        status, answer, links = await asyncio.to_thread(
-            post, args.url, pc.localDescription.sdp.encode(), args.token
-        )
-    except urllib.error.HTTPError as error:
-        print(json.dumps({"done": True, "http_status": error.code}), flush=True)
-        return
+    # 503 (the publisher's tracks are not there yet): retry as the player does.
+    while True:
+        try:
+            status, answer, links = await asyncio.to_thread(
+                post, args.url, pc.localDescription.sdp.encode(), args.token
+            )
+            break
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.monotonic() - started > args.seconds:
+                print(json.dumps({"done": True, "http_status": error.code}), flush=True)
+                return
+            await asyncio.sleep(min(float(error.headers.get("Retry-After") or 1), 1.0))
     print(json.dumps({"status": status, "links": links}), flush=True)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     deadline = started + args.seconds

@@ -426,20 +426,6 @@ async fn frames_decoded(client: &fantoccini::Client) -> anyhow::Result<f64> {
     Ok(value.as_f64().unwrap_or(0.0))
 }
 
-/// A fresh publish token (rotating the one the broadcaster page fetched).
-async fn publish_token(base: &str, api: &str, event: &str) -> String {
-    let token: Value = reqwest::Client::new()
-        .post(format!("{base}/api/v1/events/{event}/publish-token"))
-        .bearer_auth(api)
-        .send()
-        .await
-        .expect("publish token")
-        .json()
-        .await
-        .expect("token JSON");
-    token["token"].as_str().expect("token").to_owned()
-}
-
 /// Polls `script` (a JS expression) in `client` until `done(value)`, at most `timeout`.
 async fn wait_js(
     client: &fantoccini::Client,
@@ -466,8 +452,8 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
     use fantoccini::Locator;
 
     let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
-    let (event, _token) = setup(&app).await;
-    let api = app.create_token("admin", "media-2");
+    // OBS's token, issued before anyone opens the broadcaster page.
+    let (event, obs_token) = setup(&app).await;
     let app_url = app.url("").trim_end_matches('/').to_owned();
     let base = app.url("");
     let base = base.trim_end_matches('/').to_owned();
@@ -550,11 +536,12 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
 
             // An aiortc publisher takes over the event: the same Chromium player decodes
             // its frames too, without reloading.
+            // It publishes with OBS's token, issued before the broadcaster page was opened:
+            // the page's own credential did not rotate it.
             let before = frames_decoded(client).await?;
-            let token = publish_token(&app_url, &api, &event).await;
             let publisher = Peer::start(
                 "whip_publisher.py",
-                &[&format!("{app_url}/whip/{event}"), &token, "8"],
+                &[&format!("{app_url}/whip/{event}"), &obs_token, "8"],
             );
             let after = wait_js(
                 client,
@@ -921,4 +908,341 @@ async fn a_recording_cut_by_a_crash_stays_readable_and_is_closed_at_the_next_sta
     std::fs::write(&path, &body).expect("write copy");
     let (codecs, _) = ffprobe(&path);
     assert_eq!(codecs, ["vp8", "opus"]);
+}
+
+/// The value of `metric` for `event` in a `/metrics` scrape (0 when absent).
+async fn event_metric(app: &TestApp, metric: &str, event: &str) -> f64 {
+    let metrics = app
+        .anonymous_client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    metrics
+        .lines()
+        .find(|l| l.starts_with(metric) && l.contains(&format!("event=\"{event}\"")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// Reads a viewer's lines until one satisfies `done` (bounded by the peer's own lifetime).
+async fn viewer_until(viewer: &mut Peer, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    while let Some(line) = viewer.next(PEER_TIMEOUT).await {
+        let finished = done(&line) || line["done"] == true;
+        last = line;
+        if finished {
+            break;
+        }
+    }
+    last
+}
+
+/// A TURN URL on a closed loopback port: only the `Link` headers matter here. TCP, so the
+/// SFU's own peers are refused at once (a silent UDP port would hold their ICE gathering
+/// to its timeout).
+const TURN_CONFIG: &str = "[media]\nbind_ip = \"127.0.0.1\"\n\
+    ice_servers = \"turn:127.0.0.1:9?transport=tcp\"\n\
+    turn_secret = \"north\"\nturn_ttl_secs = 600\n";
+
+#[tokio::test]
+async fn an_unlisted_event_needs_a_viewer_token_and_answers_carry_fresh_turn_credentials() {
+    let app = TestApp::spawn_with(AppOptions::default().config(TURN_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let api = app.create_token("admin", "media-unlisted");
+    let client = app.anonymous_client();
+    let edited = client
+        .patch(app.url(&format!("/api/v1/events/{event}")))
+        .bearer_auth(&api)
+        .json(&json!({"visibility": "unlisted"}))
+        .send()
+        .await
+        .expect("edit event");
+    assert_eq!(edited.status(), 200);
+
+    let mint_url = app.url(&format!("/api/v1/events/{event}/viewer-tokens"));
+    let anonymous = client.post(&mint_url).send().await.expect("mint");
+    assert_eq!(anonymous.status(), 401);
+    let mint = |ttl: Option<u64>| {
+        let mut request = client.post(&mint_url).bearer_auth(&api);
+        if let Some(ttl) = ttl {
+            request = request.json(&json!({ "ttl_secs": ttl }));
+        }
+        async move {
+            let response = request.send().await.expect("mint");
+            assert_eq!(response.status(), 201);
+            response.json::<Value>().await.expect("token JSON")
+        }
+    };
+    let minted = mint(None).await;
+    let viewer_token = minted["token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        minted["share_url"],
+        format!("/events/{event}#t={viewer_token}"),
+        "{minted}"
+    );
+    let short = mint(Some(1)).await;
+
+    let whep = app.url(&format!("/whep/{event}"));
+    let offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
+    let post = |token: Option<String>| {
+        let mut request = client
+            .post(&whep)
+            .header("content-type", "application/sdp")
+            .body(offer);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.expect("WHEP");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(post(None).await.0, 401);
+    assert_eq!(post(Some("gkv1.99999999999.AAAA".into())).await.0, 403);
+    // Another event's token is no token for this one.
+    let other: Value = client
+        .post(app.url("/api/v1/events"))
+        .bearer_auth(&api)
+        .json(&json!({"kind": "interview", "title": "另一场",
+                      "scheduled_start": "2030-01-01T09:30:00+08:00",
+                      "scheduled_end": "2030-01-01T11:00:00+08:00"}))
+        .send()
+        .await
+        .expect("create event")
+        .json()
+        .await
+        .expect("event JSON");
+    let other = other["id"].as_str().expect("event id");
+    let foreign: Value = client
+        .post(app.url(&format!("/api/v1/events/{other}/viewer-tokens")))
+        .bearer_auth(&api)
+        .send()
+        .await
+        .expect("mint other")
+        .json()
+        .await
+        .expect("token JSON");
+    let foreign = foreign["token"].as_str().expect("token").to_owned();
+    assert_eq!(post(Some(foreign)).await.0, 403);
+    // The 1-second token is past its expiry two seconds later.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = post(Some(short["token"].as_str().expect("token").into())).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expired")),
+        "{body}"
+    );
+    // A valid token passes the check (nobody publishes yet: the retryable 503).
+    assert_eq!(post(Some(viewer_token.clone())).await.0, 503);
+
+    let whip = app.url(&format!("/whip/{event}"));
+    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "10"]);
+    let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
+    assert_eq!(published["status"], 201, "{published}");
+    let status = wait_status(&app, &event, |s| s["publishing"] == true).await;
+    assert_eq!(status["publishing"], true, "{status}");
+
+    let mut first = Peer::start("whep_viewer.py", &[&whep, "6", "--token", &viewer_token]);
+    let mut second = Peer::start("whep_viewer.py", &[&whep, "6", "--token", &viewer_token]);
+    let mut turn_usernames = Vec::new();
+    for viewer in [&mut first, &mut second] {
+        let answered = viewer.next(PEER_TIMEOUT).await.expect("viewer answered");
+        assert_eq!(answered["status"], 201, "{answered}");
+        let links: Vec<String> = answered["links"]
+            .as_array()
+            .expect("links")
+            .iter()
+            .filter_map(|l| l.as_str().map(str::to_owned))
+            .collect();
+        let turn = links
+            .iter()
+            .find(|l| l.starts_with("<turn:"))
+            .unwrap_or_else(|| panic!("no TURN link: {links:?}"));
+        let field = |name: &str| {
+            let start = turn.find(&format!("{name}=\"")).expect(name) + name.len() + 2;
+            turn[start..][..turn[start..].find('"').expect("closing quote")].to_owned()
+        };
+        let username = field("username");
+        let (expiry, id) = username.split_once(':').expect("<expiry>:<id>");
+        let expiry: u64 = expiry.parse().expect("unix expiry");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        assert!(expiry > now && expiry <= now + 600, "{username} at {now}");
+        assert!(!id.is_empty(), "{username}");
+        // coturn's check: base64(HMAC-SHA1(secret, username)).
+        let expected = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf %s '{username}' | openssl dgst -sha1 -hmac north -binary | base64"
+            ))
+            .output()
+            .expect("openssl");
+        assert_eq!(
+            field("credential"),
+            String::from_utf8_lossy(&expected.stdout).trim(),
+            "{turn}"
+        );
+        turn_usernames.push(username);
+    }
+    assert_ne!(turn_usernames[0], turn_usernames[1]);
+    for viewer in [first, second] {
+        let lines = viewer.finish().await;
+        let last = lines.last().expect("viewer output");
+        assert!(last["video_frames"].as_u64().unwrap_or(0) > 30, "{last}");
+    }
+    let _ = publisher.finish().await;
+}
+
+#[tokio::test]
+async fn h264_reaches_an_h264_only_viewer_and_its_keyframe_requests_reach_the_publisher() {
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    let whep = app.url(&format!("/whep/{event}"));
+    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "14", "h264"]);
+    let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
+    assert_eq!(published["status"], 201, "{published}");
+    let status = wait_status(&app, &event, |s| s["publishing"] == true).await;
+    assert_eq!(status["publishing"], true, "{status}");
+
+    let mut viewer = Peer::start(
+        "whep_viewer.py",
+        &[&whep, "10", "--codec", "h264", "--pli-every", "1"],
+    );
+    let answered = viewer.next(PEER_TIMEOUT).await.expect("viewer answered");
+    assert_eq!(answered["status"], 201, "{answered}");
+    // Several PLIs, at least a second apart: each is a separate coalescing window.
+    let line = viewer_until(&mut viewer, |l| l["plis_sent"].as_u64() >= Some(4)).await;
+    assert!(line["plis_sent"].as_u64() >= Some(4), "{line}");
+    let received = event_metric(&app, "gongkai_media_viewer_keyframe_requests_total", &event).await;
+    let sent = event_metric(&app, "gongkai_media_keyframe_requests_sent_total", &event).await;
+    eprintln!("viewer PLIs received {received}, PLIs sent to the publisher {sent}");
+    assert!(
+        received >= 1.0,
+        "the viewer's PLIs did not reach the SFU: {received}"
+    );
+    // The publisher's start and the viewer's join account for two; four viewer PLIs a
+    // second apart fall into at least two further coalescing windows of 500 ms.
+    assert!(sent >= 4.0, "PLIs sent to the publisher: {sent}");
+
+    let lines = viewer.finish().await;
+    let last = lines.last().expect("viewer output");
+    // Decoded H.264 frames (the viewer offered nothing else).
+    assert!(last["video_frames"].as_u64().unwrap_or(0) > 60, "{last}");
+    let _ = publisher.finish().await;
+}
+
+#[tokio::test]
+async fn the_broadcaster_pages_publish_credential_leaves_the_obs_token_working() {
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, obs_token) = setup(&app).await;
+    let api = app.create_token("admin", "media-credential");
+    let client = app.anonymous_client();
+    let whip = app.url(&format!("/whip/{event}"));
+    let offer = include_str!("../peers/sample_offer.sdp");
+    let publish = |token: String| {
+        let request = client
+            .post(&whip)
+            .bearer_auth(token)
+            .header("content-type", "application/sdp")
+            .body(offer);
+        async move {
+            let response = request.send().await.expect("WHIP");
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (status, location)
+        }
+    };
+    let credential_url = app.url(&format!("/api/v1/events/{event}/publish-credential"));
+    let anonymous = client
+        .post(&credential_url)
+        .send()
+        .await
+        .expect("credential");
+    assert_eq!(anonymous.status(), 401);
+    // What the broadcaster page does each time it is opened.
+    for _ in 0..2 {
+        let minted: Value = client
+            .post(&credential_url)
+            .bearer_auth(&api)
+            .send()
+            .await
+            .expect("credential")
+            .json()
+            .await
+            .expect("credential JSON");
+        assert!(
+            minted["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("gks1.")),
+            "{minted}"
+        );
+    }
+    let credential: Value = client
+        .post(&credential_url)
+        .bearer_auth(&api)
+        .send()
+        .await
+        .expect("credential")
+        .json()
+        .await
+        .expect("credential JSON");
+    let credential = credential["token"].as_str().expect("token").to_owned();
+
+    // The page's credential publishes and ends its session ...
+    let (status, location) = publish(credential.clone()).await;
+    assert_eq!(status, 201);
+    let ended = client
+        .delete(app.url(&location.expect("Location")))
+        .bearer_auth(&credential)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(ended.status(), 200);
+    // ... and OBS's token, issued before the page was opened, still works.
+    let (status, location) = publish(obs_token.clone()).await;
+    assert_eq!(status, 201);
+    let ended = client
+        .delete(app.url(&location.expect("Location")))
+        .bearer_auth(&obs_token)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(ended.status(), 200);
+
+    // Forged, re-targeted or viewer-kind credentials are refused.
+    let forged = format!(
+        "gks1.99999999999.{}",
+        &credential[credential.rfind('.').expect("tag") + 1..]
+    );
+    assert_eq!(publish(forged).await.0, 403);
+    let viewer: Value = client
+        .post(app.url(&format!("/api/v1/events/{event}/viewer-tokens")))
+        .bearer_auth(&api)
+        .send()
+        .await
+        .expect("viewer token")
+        .json()
+        .await
+        .expect("viewer token JSON");
+    let viewer = viewer["token"].as_str().expect("token").to_owned();
+    assert_eq!(publish(viewer.replacen("gkv1", "gks1", 1)).await.0, 403);
+    assert_eq!(publish(viewer).await.0, 403);
 }

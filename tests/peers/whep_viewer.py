@@ -1,35 +1,48 @@
 """WHEP test viewer: counts DECODED video frames (and audio frames) from gongkai.
 
-Usage: whep_viewer.py URL SECONDS
-Prints one JSON line per second: {"video_frames": n, "audio_frames": m, "first_frame_s": f,
-"t": seconds since start}
+Usage: whep_viewer.py URL SECONDS [--token T] [--codec h264|vp8] [--pli-every S]
+  --token      sent as `Authorization: Bearer T` (unlisted events' viewer tokens)
+  --codec      offer only this video codec (codec preferences on the transceiver)
+  --pli-every  send a PLI for the video stream every S seconds once frames arrive
+Retries a 503 (nobody publishing yet) every second, within SECONDS.
+Prints {"status": code, "links": [...]} once the POST is answered (the `Link` headers),
+then one JSON line per second: {"video_frames": n, "audio_frames": m, "first_frame_s": f,
+"plis_sent": p, "t": seconds since start}
 and a final {"done": true, ...}. Frames counted are frames aiortc's decoder produced, not
 packets: forwarding that does not decode counts zero.
 """
 
+import argparse
 import asyncio
 import json
-import sys
 import time
 import urllib.error
 import urllib.request
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 
-def post(url, body):
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/sdp"}
-    )
+def post(url, body, token):
+    headers = {"Content-Type": "application/sdp"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=20) as response:
-        return response.status, response.read().decode()
+        return response.status, response.read().decode(), response.headers.get_all("Link") or []
 
 
-async def main(url, seconds):
-    counts = {"video_frames": 0, "audio_frames": 0, "first_frame_s": None}
+async def main(args):
+    counts = {"video_frames": 0, "audio_frames": 0, "first_frame_s": None, "plis_sent": 0}
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
+    video = pc.addTransceiver("video", direction="recvonly")
+    if args.codec:
+        wanted = "video/" + args.codec.upper()
+        codecs = RTCRtpReceiver.getCapabilities("video").codecs
+        video.setCodecPreferences(
+            [c for c in codecs if c.mimeType.upper() in (wanted.upper(), "VIDEO/RTX")]
+        )
     pc.addTransceiver("audio", direction="recvonly")
     started = time.monotonic()
 
@@ -44,18 +57,36 @@ async def main(url, seconds):
             if key == "video_frames" and counts["first_frame_s"] is None:
                 counts["first_frame_s"] = round(time.monotonic() - started, 3)
 
+    async def send_plis(receiver):
+        while True:
+            await asyncio.sleep(args.pli_every)
+            sources = receiver.getSynchronizationSources()
+            if counts["video_frames"] and sources:
+                await receiver._send_rtcp_pli(sources[0].source)
+                counts["plis_sent"] += 1
+
     @pc.on("track")
     def on_track(track):
         asyncio.ensure_future(consume(track))
+        if track.kind == "video" and args.pli_every:
+            asyncio.ensure_future(send_plis(video.receiver))
 
     await pc.setLocalDescription(await pc.createOffer())
-    try:
-        status, answer = await asyncio.to_thread(post, url, pc.localDescription.sdp.encode())
-    except urllib.error.HTTPError as error:
-        print(json.dumps({"done": True, "http_status": error.code}), flush=True)
-        return
+    # 503 (the publisher's tracks are not there yet): retry as the player does.
+    while True:
+        try:
+            status, answer, links = await asyncio.to_thread(
+                post, args.url, pc.localDescription.sdp.encode(), args.token
+            )
+            break
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.monotonic() - started > args.seconds:
+                print(json.dumps({"done": True, "http_status": error.code}), flush=True)
+                return
+            await asyncio.sleep(min(float(error.headers.get("Retry-After") or 1), 1.0))
+    print(json.dumps({"status": status, "links": links}), flush=True)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-    deadline = started + seconds
+    deadline = started + args.seconds
     while time.monotonic() < deadline:
         await asyncio.sleep(1)
         print(json.dumps(dict(counts, t=round(time.monotonic() - started, 3))), flush=True)
@@ -64,4 +95,10 @@ async def main(url, seconds):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("seconds", type=float)
+    parser.add_argument("--token")
+    parser.add_argument("--codec", choices=["h264", "vp8"])
+    parser.add_argument("--pli-every", type=float, default=0.0)
+    asyncio.run(main(parser.parse_args()))

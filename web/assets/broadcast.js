@@ -1,6 +1,7 @@
 // Broadcaster page: camera/microphone to the event's WHIP endpoint, with reconnect.
-// The publish token comes from the API with the staff session (rotating it is fine: the
-// server checks it only when a session starts).
+// The page publishes with a short-lived credential from the API (staff session), never
+// the event's publish token: fetching that would rotate it and lock OBS out. The server
+// checks a credential only when a session starts; a refused one (expired) is refetched.
 "use strict";
 (() => {
   const root = document.getElementById("broadcast");
@@ -16,10 +17,10 @@
   const showError = (text) => { errorBox.textContent = text; errorBox.hidden = !text; };
 
   async function fetchToken() {
-    const response = await fetch(`/api/v1/events/${eventId}/publish-token`, {
+    const response = await fetch(`/api/v1/events/${eventId}/publish-credential`, {
       method: "POST", headers: { "X-CSRF-Token": root.dataset.csrf },
     });
-    if (!response.ok) throw new Error(`publish token: HTTP ${response.status}`);
+    if (!response.ok) throw new Error(`publish credential: HTTP ${response.status}`);
     return (await response.json()).token;
   }
 
@@ -77,7 +78,7 @@
       headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
       body: pc.localDescription.sdp,
     });
-    if (response.status === 403) token = null; // rotated elsewhere: fetch a fresh one
+    if (response.status === 403) token = null; // expired: fetch a fresh one
     if (response.status !== 201) {
       const body = await response.json().catch(() => ({}));
       throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);

@@ -10,6 +10,9 @@
   const unmute = document.getElementById("player-unmute");
   const i18n = document.getElementById("player-i18n");
   let pc = null, retry = null, ended = article.dataset.status === "ended";
+  // Unlisted events: the viewer token travels in the link's fragment (#t=...), which the
+  // browser never sends to a server (no logs, no Referer); it goes to WHEP as a bearer.
+  const viewToken = new URLSearchParams(location.hash.slice(1)).get("t");
 
   const say = (key) => {
     const text = i18n && i18n.dataset[key];
@@ -54,7 +57,9 @@
       await peer.setLocalDescription(await peer.createOffer());
       await gathered(peer);
       const response = await fetch(`/whep/${eventId}`, {
-        method: "POST", headers: { "Content-Type": "application/sdp" }, body: peer.localDescription.sdp,
+        method: "POST", body: peer.localDescription.sdp,
+        headers: Object.assign({ "Content-Type": "application/sdp" },
+          viewToken ? { Authorization: `Bearer ${viewToken}` } : {}),
       });
       if (response.status === 201) {
         await peer.setRemoteDescription({ type: "answer", sdp: await response.text() });
@@ -62,6 +67,7 @@
       }
       peer.close();
       if (response.status === 404) { say("ended"); return; }
+      if (response.status === 401 || response.status === 403) { say("denied"); return; }
       say("waiting");
       schedule(Number(response.headers.get("Retry-After")) || 3);
     } catch (_) {

@@ -138,6 +138,15 @@ pub struct MediaSettings {
     pub turn_username: String,
     #[serde(default)]
     pub turn_credential: String,
+    /// coturn's `static-auth-secret` (`use-auth-secret`): when set, every WHIP/WHEP answer
+    /// and the server's own peers get fresh TURN credentials (`<expiry>:<id>`,
+    /// base64(HMAC-SHA1)) instead of `turn_username`/`turn_credential`. A real secret:
+    /// never logged, not in `Debug`.
+    #[serde(default)]
+    pub turn_secret: Option<String>,
+    /// How long each such credential lives.
+    #[serde(default = "default_turn_ttl")]
+    pub turn_ttl_secs: u64,
     /// Largest accepted SDP offer in bytes.
     #[serde(default = "default_media_max_sdp")]
     pub max_sdp_bytes: usize,
@@ -159,6 +168,11 @@ impl std::fmt::Debug for MediaSettings {
             .field("public_ip", &self.public_ip)
             .field("ice_servers", &self.ice_servers)
             .field("turn_username", &self.turn_username)
+            .field(
+                "turn_secret",
+                &self.turn_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("turn_ttl_secs", &self.turn_ttl_secs)
             .field("max_sdp_bytes", &self.max_sdp_bytes)
             .field("recording", &self.recording)
             .field("recordings_dir", &self.recordings_dir)
@@ -176,6 +190,8 @@ impl Default for MediaSettings {
             ice_servers: String::new(),
             turn_username: String::new(),
             turn_credential: String::new(),
+            turn_secret: None,
+            turn_ttl_secs: default_turn_ttl(),
             max_sdp_bytes: default_media_max_sdp(),
             recording: true,
             recordings_dir: None,
@@ -193,6 +209,10 @@ impl MediaSettings {
             .map(str::to_owned)
             .collect()
     }
+}
+
+fn default_turn_ttl() -> u64 {
+    3600
 }
 
 fn default_true() -> bool {
@@ -403,6 +423,8 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("GONGKAI_MEDIA_ICE_SERVERS", "media.ice_servers"),
     ("GONGKAI_MEDIA_TURN_USERNAME", "media.turn_username"),
     ("GONGKAI_MEDIA_TURN_CREDENTIAL", "media.turn_credential"),
+    ("GONGKAI_MEDIA_TURN_SECRET", "media.turn_secret"),
+    ("GONGKAI_MEDIA_TURN_TTL_SECS", "media.turn_ttl_secs"),
     ("GONGKAI_MEDIA_MAX_SDP_BYTES", "media.max_sdp_bytes"),
     ("GONGKAI_DRAW_ORGANISER_KEY_FILE", "draw.organiser_key_file"),
     ("GONGKAI_DRAW_RECORDS_KEY_FILE", "draw.records_key_file"),
@@ -566,6 +588,15 @@ impl Settings {
                     "each URL must start with stun:, stuns:, turn: or turns:",
                 ));
             }
+        }
+        if media.turn_secret.as_deref() == Some("") {
+            return Err(invalid("media.turn_secret", "must not be empty when set"));
+        }
+        if media.turn_ttl_secs < 60 || media.turn_ttl_secs > 7 * 24 * 3600 {
+            return Err(invalid(
+                "media.turn_ttl_secs",
+                "must be between 60 and 604800",
+            ));
         }
         if media.max_sdp_bytes < 1024 || media.max_sdp_bytes > 1024 * 1024 {
             return Err(invalid(

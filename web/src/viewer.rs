@@ -68,6 +68,93 @@ impl ViewerKey {
     }
 }
 
+/// What a signed, expiring event grant allows. Each has its own token prefix and its own
+/// MAC domain, so one kind never passes for another (or for a viewer cookie).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// WHEP for an unlisted event (`gkv1.<unix expiry>.<tag>`).
+    View,
+    /// WHIP for the broadcaster page (`gks1.<unix expiry>.<tag>`): a short-lived publish
+    /// credential beside the event's long-lived publish token, which it never rotates.
+    Publish,
+}
+
+impl Grant {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Grant::View => "gkv1",
+            Grant::Publish => "gks1",
+        }
+    }
+
+    fn domain(self) -> &'static str {
+        match self {
+            Grant::View => "gongkai-view-token/1",
+            Grant::Publish => "gongkai-publish-credential/1",
+        }
+    }
+}
+
+/// Why a grant was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantError {
+    /// Not a token of this kind, another event's token, or a forged tag.
+    Invalid,
+    /// Well-formed and signed for this event, but past its expiry.
+    Expired,
+}
+
+impl ViewerKey {
+    /// A `grant` for `event_id`, valid until `expires_unix` (seconds). Stateless: the tag is
+    /// HMAC-SHA256 over a domain-separated message (never a cookie payload, which has no
+    /// newline), so nothing is stored per token and every node can check it.
+    pub fn sign_grant(&self, grant: Grant, event_id: &str, expires_unix: u64) -> String {
+        let tag = self
+            .grant_mac(grant, event_id, expires_unix)
+            .finalize()
+            .into_bytes();
+        format!(
+            "{}.{expires_unix}.{}",
+            grant.prefix(),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    /// Checks a `grant` token for `event_id` at `now_unix` (seconds).
+    pub fn verify_grant(
+        &self,
+        grant: Grant,
+        event_id: &str,
+        token: &str,
+        now_unix: u64,
+    ) -> Result<(), GrantError> {
+        let mut parts = token.split('.');
+        let (Some(prefix), Some(expires), Some(tag), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(GrantError::Invalid);
+        };
+        if prefix != grant.prefix() {
+            return Err(GrantError::Invalid);
+        }
+        let expires: u64 = expires.parse().map_err(|_| GrantError::Invalid)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| GrantError::Invalid)?;
+        self.grant_mac(grant, event_id, expires)
+            .verify_slice(&tag)
+            .map_err(|_| GrantError::Invalid)?;
+        if expires <= now_unix {
+            return Err(GrantError::Expired);
+        }
+        Ok(())
+    }
+
+    fn grant_mac(&self, grant: Grant, event_id: &str, expires_unix: u64) -> Hmac<Sha256> {
+        self.mac(&format!("{}\n{event_id}\n{expires_unix}", grant.domain()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ViewerIdentity {
     pub viewer_id: String,
@@ -167,5 +254,49 @@ mod tests {
         assert_eq!(ViewerKey::new("other").verify(&signed), None);
         assert!(clean_nickname("  ").is_err());
         assert_eq!(clean_nickname(" 甲\u{7} ").unwrap(), "甲");
+    }
+
+    #[test]
+    fn grants_are_bound_to_their_kind_event_key_and_expiry() {
+        let key = ViewerKey::new("k");
+        let token = key.sign_grant(Grant::View, "ev1", 1_000);
+        assert!(token.starts_with("gkv1.1000."), "{token}");
+        assert_eq!(key.verify_grant(Grant::View, "ev1", &token, 999), Ok(()));
+        assert_eq!(
+            key.verify_grant(Grant::View, "ev1", &token, 1_000),
+            Err(GrantError::Expired)
+        );
+        let invalid = Err(GrantError::Invalid);
+        assert_eq!(key.verify_grant(Grant::View, "ev2", &token, 0), invalid);
+        assert_eq!(
+            ViewerKey::new("x").verify_grant(Grant::View, "ev1", &token, 0),
+            invalid
+        );
+        // A view token is no publish credential, even with the prefix swapped.
+        assert_eq!(key.verify_grant(Grant::Publish, "ev1", &token, 0), invalid);
+        let swapped = token.replacen("gkv1", "gks1", 1);
+        assert_eq!(
+            key.verify_grant(Grant::Publish, "ev1", &swapped, 0),
+            invalid
+        );
+        let publish = key.sign_grant(Grant::Publish, "ev1", 1_000);
+        assert_eq!(key.verify_grant(Grant::Publish, "ev1", &publish, 0), Ok(()));
+        // A later expiry with the old tag is a forgery, not an extension.
+        let extended = token.replacen("1000", "9000", 1);
+        assert_eq!(key.verify_grant(Grant::View, "ev1", &extended, 0), invalid);
+        for garbage in [
+            "",
+            "gkv1",
+            "gkv1.1000",
+            "gkv2.1000.AAAA",
+            "gkv1.x.AAAA",
+            "gkv1.1.A.B",
+        ] {
+            assert_eq!(
+                key.verify_grant(Grant::View, "ev1", garbage, 0),
+                invalid,
+                "{garbage}"
+            );
+        }
     }
 }

@@ -12,6 +12,8 @@
 //! - [`rewrite`]: the pure per-viewer RTP rewrite (SSRC, payload type, extension ids,
 //!   sequence/timestamp continuity across publisher sessions).
 //! - `sdp`: the little SDP reading the SFU needs before the crate parses the offer.
+//! - `feedback`: the interceptor that hands viewers' PLI/FIR to the application.
+//! - [`turn`]: short-lived TURN credentials (coturn's REST-API scheme).
 //! - [`record`]: each publisher session recorded to a WebM file (fed through a bounded
 //!   channel to its own writer thread, so recording never slows forwarding).
 //!
@@ -24,10 +26,14 @@
 //! `KEYFRAME_MIN_INTERVAL`), and writes rewritten packets to its own tracks. NACKs from
 //! viewers are answered by the crate's NACK responder interceptor from its send buffer.
 //! A viewer that falls behind the channel loses packets (counted) and asks for a keyframe.
+//! Viewers' own PLI/FIR (a decoder that lost a frame) reach the publisher the same way:
+//! through the room's coalescing keyframe request, never one PLI per viewer packet.
 
+mod feedback;
 pub mod record;
 pub mod rewrite;
 mod sdp;
+pub mod turn;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -46,8 +52,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use webrtc::media_stream::MediaStreamTrack;
-use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
@@ -129,6 +135,10 @@ pub struct SfuConfig {
     /// The address advertised instead of the bound one (1:1 NAT deployments).
     pub public_ip: Option<IpAddr>,
     pub ice_servers: Vec<IceServer>,
+    /// With a shared TURN secret, `turn:`/`turns:` servers get fresh short-lived
+    /// credentials each time they are handed out (see [`Sfu::ice_servers`]) instead of
+    /// their static username and credential.
+    pub turn_rest: Option<turn::TurnRest>,
     /// Where each publisher session is recorded (`<dir>/<event id>/<segment>.webm`);
     /// `None`: no recording.
     pub recordings_dir: Option<PathBuf>,
@@ -141,6 +151,7 @@ impl Default for SfuConfig {
             udp_ports: None,
             public_ip: None,
             ice_servers: Vec::new(),
+            turn_rest: None,
             recordings_dir: None,
         }
     }
@@ -165,6 +176,10 @@ pub struct MediaStatus {
     pub ingest_bytes: u64,
     pub packets_forwarded: u64,
     pub packets_dropped: u64,
+    /// PLI/FIR packets received from viewers (each relayed through the coalescing path).
+    pub viewer_keyframe_requests: u64,
+    /// PLIs sent to the publisher (joins, viewers' requests, lag, the safety interval).
+    pub keyframe_requests_sent: u64,
 }
 
 /// Publisher changes the shell may act on (event status, hub pushes).
@@ -207,6 +222,38 @@ impl Sfu {
 
     pub fn config(&self) -> &SfuConfig {
         &self.config
+    }
+
+    /// The ICE servers to hand out now: with [`SfuConfig::turn_rest`], each TURN server
+    /// carries a fresh `<expiry>:<random id>` username and its coturn credential.
+    pub fn ice_servers(&self) -> Vec<IceServer> {
+        let Some(rest) = &self.config.turn_rest else {
+            return self.config.ice_servers.clone();
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let id = format!("{:016x}", rand::thread_rng().r#gen::<u64>());
+        let (username, credential) = rest.credentials(now, &id);
+        self.config
+            .ice_servers
+            .iter()
+            .map(|server| {
+                let turn = server
+                    .urls
+                    .iter()
+                    .any(|u| u.starts_with("turn:") || u.starts_with("turns:"));
+                if turn {
+                    IceServer {
+                        urls: server.urls.clone(),
+                        username: username.clone(),
+                        credential: credential.clone(),
+                    }
+                } else {
+                    server.clone()
+                }
+            })
+            .collect()
     }
 
     /// Publisher changes, for the shell.
@@ -462,6 +509,8 @@ impl Sfu {
             ingest_bytes: room.ingest_bytes.load(Ordering::Relaxed),
             packets_forwarded: room.forwarded.load(Ordering::Relaxed),
             packets_dropped: room.dropped.load(Ordering::Relaxed),
+            viewer_keyframe_requests: room.viewer_keyframe_requests.load(Ordering::Relaxed),
+            keyframe_requests_sent: room.keyframe_requests_sent.load(Ordering::Relaxed),
         }
     }
 
@@ -581,7 +630,11 @@ impl Sfu {
     ) -> Result<Arc<dyn PeerConnection>, SfuError> {
         let mut media_engine = media_engine()?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
-            .map_err(webrtc_error)?;
+            .map_err(webrtc_error)?
+            .with(
+                rtc::interceptor::Slot::from(feedback::SLOT),
+                feedback::KeyframeRequests::default(),
+            );
         let mut settings = SettingEngineBuilder::new();
         if let Some(public_ip) = self.config.public_ip {
             settings =
@@ -592,13 +645,12 @@ impl Sfu {
         }
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(
-                self.config
-                    .ice_servers
-                    .iter()
+                self.ice_servers()
+                    .into_iter()
                     .map(|s| RTCIceServer {
-                        urls: s.urls.clone(),
-                        username: s.username.clone(),
-                        credential: s.credential.clone(),
+                        urls: s.urls,
+                        username: s.username,
+                        credential: s.credential,
                     })
                     .collect(),
             )
@@ -626,6 +678,8 @@ struct Room {
     ingest_bytes: AtomicU64,
     forwarded: AtomicU64,
     dropped: AtomicU64,
+    viewer_keyframe_requests: AtomicU64,
+    keyframe_requests_sent: AtomicU64,
 }
 
 #[derive(Default)]
@@ -668,6 +722,8 @@ impl Room {
             ingest_bytes: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            viewer_keyframe_requests: AtomicU64::new(0),
+            keyframe_requests_sent: AtomicU64::new(0),
         }
     }
 
@@ -959,7 +1015,6 @@ async fn send_keyframe_requests(
             () = wanted => {}
             _ = done.changed() => return,
         }
-        drop(strong);
         let pli = PictureLossIndication {
             sender_ssrc: 0,
             media_ssrc,
@@ -967,8 +1022,42 @@ async fn send_keyframe_requests(
         if track.write_rtcp(vec![Box::new(pli)]).await.is_err() {
             return;
         }
+        strong
+            .keyframe_requests_sent
+            .fetch_add(1, Ordering::Relaxed);
+        drop(strong);
         // Requests arriving meanwhile leave one permit in the Notify: one PLI for all.
         tokio::time::sleep(KEYFRAME_MIN_INTERVAL).await;
+    }
+}
+
+/// Relays one viewer track's PLI/FIR (see `feedback`) to the publisher through the room's
+/// coalescing keyframe request; ends when the track is unbound.
+async fn relay_keyframe_requests(room: Weak<Room>, local: Arc<TrackLocalStaticRTP>) {
+    while let Some(event) = local.poll().await {
+        let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+            continue;
+        };
+        if !feedback::asks_for_keyframe(&packets) {
+            continue;
+        }
+        let Some(room) = room.upgrade() else {
+            return;
+        };
+        room.viewer_keyframe_requests
+            .fetch_add(1, Ordering::Relaxed);
+        room.keyframe_wanted.notify_one();
+    }
+}
+
+/// Aborts tasks that must not outlive their owner.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -1057,6 +1146,17 @@ async fn forward_to_viewer(
         }
         let mut packets = room.packets.subscribe();
         room.keyframe_wanted.notify_one();
+        let relays: Vec<_> = outputs
+            .iter()
+            .filter(|o| o.kind == RtpCodecKind::Video)
+            .map(|o| {
+                tokio::spawn(relay_keyframe_requests(
+                    Arc::downgrade(&room),
+                    Arc::clone(&o.local),
+                ))
+            })
+            .collect();
+        let _abort_relays = AbortOnDrop(relays);
         loop {
             tokio::select! {
                 received = packets.recv() => match received {

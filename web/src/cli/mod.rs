@@ -43,6 +43,8 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [media] ice_servers             GONGKAI_MEDIA_ICE_SERVERS       (unset; comma-separated stun:/turn: URLs)
   [media] turn_username           GONGKAI_MEDIA_TURN_USERNAME     (unset)
   [media] turn_credential         GONGKAI_MEDIA_TURN_CREDENTIAL   (unset; sent to clients in Link headers)
+  [media] turn_secret             GONGKAI_MEDIA_TURN_SECRET       (unset; coturn static-auth-secret: fresh TURN credentials per answer)
+  [media] turn_ttl_secs           GONGKAI_MEDIA_TURN_TTL_SECS     3600 (lifetime of each such credential)
   [media] max_sdp_bytes           GONGKAI_MEDIA_MAX_SDP_BYTES     65536
   [draw] organiser_key_file       GONGKAI_DRAW_ORGANISER_KEY_FILE <data_dir>/organiser.key (created 0600)
   [draw] records_key_file         GONGKAI_DRAW_RECORDS_KEY_FILE   <data_dir>/records.key (created 0600)

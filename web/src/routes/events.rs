@@ -14,6 +14,7 @@ use crate::domain::event::{Event, EventDraft, EventId, EventInput, EventKind, Ev
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::now_ms;
+use crate::viewer::Grant;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -22,6 +23,8 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{id}/start", post(start))
         .route("/events/{id}/end", post(end))
         .route("/events/{id}/publish-token", post(publish_token))
+        .route("/events/{id}/viewer-tokens", post(viewer_token))
+        .route("/events/{id}/publish-credential", post(publish_credential))
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +247,93 @@ pub async fn transition(
         .await?;
     crate::hub_shell::event_changed(state, &updated);
     Ok(updated)
+}
+
+/// Default and longest lifetime of a WHEP viewer token.
+const VIEWER_TOKEN_TTL_SECS: u64 = 7 * 24 * 3600;
+const VIEWER_TOKEN_MAX_TTL_SECS: u64 = 90 * 24 * 3600;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewerTokenInput {
+    ttl_secs: Option<u64>,
+}
+
+/// Mints a signed, expiring WHEP viewer token (what unlisted events need to be watched).
+/// Stateless (HMAC under the viewer key), so it is shown once and cannot be listed;
+/// it stops working at its expiry.
+async fn viewer_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    may_run(&caller, &event)?;
+    let input: ViewerTokenInput = if body.iter().all(u8::is_ascii_whitespace) {
+        ViewerTokenInput::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let ttl = input.ttl_secs.unwrap_or(VIEWER_TOKEN_TTL_SECS);
+    if ttl == 0 || ttl > VIEWER_TOKEN_MAX_TTL_SECS {
+        return Err(ApiError::validation(
+            "ttl_secs",
+            format!("ttl_secs must be between 1 and {VIEWER_TOKEN_MAX_TTL_SECS}"),
+        ));
+    }
+    let now = now_ms();
+    let expires = u64::try_from(now / 1000).unwrap_or(0) + ttl;
+    let token = state
+        .viewer_key
+        .sign_grant(Grant::View, event.id.as_str(), expires);
+    state
+        .store
+        .audit(
+            &caller.user.username,
+            "event.viewer_token",
+            &json!({"event": event.id, "expires": expires}).to_string(),
+            now,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "token": token,
+            "expires_at": expires,
+            // In the fragment: never sent to the server, so not in logs or Referer.
+            "share_url": format!("/events/{}#t={token}", event.id.as_str()),
+        })),
+    ))
+}
+
+/// How long the broadcaster page's publish credential lives (a live session is checked
+/// only when it starts; the page fetches a fresh credential when one is refused).
+const PUBLISH_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
+
+/// A short-lived WHIP credential for the broadcaster page, accepted beside the event's
+/// publish token without rotating it (so OBS keeps its token). Same people as the token.
+async fn publish_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    let name = &caller.user.username;
+    if !(may_manage(&caller, event.kind).is_ok() || event.broadcasters.contains(name)) {
+        return Err(ApiError::Forbidden(
+            "only administrators and the event's broadcasters may publish".into(),
+        ));
+    }
+    if matches!(event.status, EventStatus::Ended | EventStatus::Cancelled) {
+        return Err(ApiError::Conflict(format!("the event is {}", event.status)));
+    }
+    let expires = u64::try_from(now_ms() / 1000).unwrap_or(0) + PUBLISH_CREDENTIAL_TTL_SECS;
+    let token = state
+        .viewer_key
+        .sign_grant(Grant::Publish, event.id.as_str(), expires);
+    Ok(axum::Json(json!({ "token": token, "expires_at": expires })))
 }
 
 async fn publish_token(

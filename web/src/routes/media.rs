@@ -5,8 +5,10 @@
 //! their lifetimes live in the SFU.
 //!
 //! # Layout
-//! - `POST /whip/{event_id}`: publish (`Authorization: Bearer <publish token>`).
-//! - `POST /whep/{event_id}`: watch (public and unlisted events: the id is the capability).
+//! - `POST /whip/{event_id}`: publish (`Authorization: Bearer <publish token>`, or the
+//!   broadcaster page's short-lived publish credential).
+//! - `POST /whep/{event_id}`: watch (public events: anyone; unlisted events: `Authorization:
+//!   Bearer <viewer token>`, see `viewer::ViewerKey::sign_view_token`).
 //! - `DELETE /whip|whep/{event_id}/{session}`: end the session; `PATCH`: 405 (no trickle:
 //!   answers carry every candidate); `OPTIONS`: CORS preflight with the ICE servers.
 //! - `GET /api/v1/events/{id}/media`: publishing/paused/viewers for the player and pages.
@@ -31,9 +33,10 @@ use streaming::sfu::{IceServer, Sfu, SfuConfig, SfuError, SfuEvent};
 
 use crate::auth::secret_hash;
 use crate::config::Settings;
-use crate::domain::event::{Event, EventId, EventStatus};
+use crate::domain::event::{Event, EventId, EventStatus, Visibility};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::viewer::{Grant, GrantError};
 
 /// An error response on its way out (boxed: a `Response` is large for a `Result`).
 type Failed = Box<Response>;
@@ -76,6 +79,10 @@ pub fn sfu_from_settings(settings: &Settings) -> Arc<Sfu> {
         udp_ports,
         public_ip: media.public_ip,
         ice_servers,
+        turn_rest: media
+            .turn_secret
+            .as_ref()
+            .map(|secret| streaming::sfu::turn::TurnRest::new(secret.clone(), media.turn_ttl_secs)),
         recordings_dir: media.recording.then(|| settings.recordings_dir()),
     })
 }
@@ -189,8 +196,12 @@ pub fn record_metrics(state: &AppState) {
             .absolute(status.ingest_bytes);
         metrics::counter!("gongkai_media_packets_forwarded_total", "event" => event.clone())
             .absolute(status.packets_forwarded);
-        metrics::counter!("gongkai_media_packets_dropped_total", "event" => event)
+        metrics::counter!("gongkai_media_packets_dropped_total", "event" => event.clone())
             .absolute(status.packets_dropped);
+        metrics::counter!("gongkai_media_viewer_keyframe_requests_total", "event" => event.clone())
+            .absolute(status.viewer_keyframe_requests);
+        metrics::counter!("gongkai_media_keyframe_requests_sent_total", "event" => event)
+            .absolute(status.keyframe_requests_sent);
     }
 }
 
@@ -394,6 +405,7 @@ async fn whep(
 ) -> Response {
     let result = async {
         let event = load(&state, &event_id).await?;
+        check_view_token(&state, &event, &headers)?;
         let offer = sdp_body(&state, &headers, body)?;
         let session = state
             .sfu
@@ -533,18 +545,29 @@ async fn check_publish_token(
     event: &Event,
     headers: &HeaderMap,
 ) -> Result<(), Failed> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            failed(
-                ApiError::Unauthorized("Authorization: Bearer <publish token> required".into())
+    let token = bearer(headers).ok_or_else(|| {
+        failed(
+            ApiError::Unauthorized("Authorization: Bearer <publish token> required".into())
+                .into_response(),
+        )
+    })?;
+    // The broadcaster page's short-lived credential (`POST .../publish-credential`).
+    if token.starts_with(Grant::Publish.prefix()) {
+        let now = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
+        return match state
+            .viewer_key
+            .verify_grant(Grant::Publish, event.id.as_str(), token, now)
+        {
+            Ok(()) => Ok(()),
+            Err(GrantError::Expired) => Err(failed(
+                ApiError::Forbidden("the publish credential has expired".into()).into_response(),
+            )),
+            Err(GrantError::Invalid) => Err(failed(
+                ApiError::Forbidden("this is not a publish credential for the event".into())
                     .into_response(),
-            )
-        })?;
+            )),
+        };
+    }
     let stored = state
         .store
         .publish_token_hash(&event.id)
@@ -557,6 +580,44 @@ async fn check_publish_token(
         ));
     }
     Ok(())
+}
+
+/// Unlisted events need a viewer token (`POST /api/v1/events/{id}/viewer-tokens`);
+/// public events need none.
+fn check_view_token(state: &AppState, event: &Event, headers: &HeaderMap) -> Result<(), Failed> {
+    if event.visibility != Visibility::Unlisted {
+        return Ok(());
+    }
+    let token = bearer(headers).ok_or_else(|| {
+        failed(
+            ApiError::Unauthorized(
+                "this event is unlisted: Authorization: Bearer <viewer token> required".into(),
+            )
+            .into_response(),
+        )
+    })?;
+    let now = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
+    match state
+        .viewer_key
+        .verify_grant(Grant::View, event.id.as_str(), token, now)
+    {
+        Ok(()) => Ok(()),
+        Err(GrantError::Expired) => Err(failed(
+            ApiError::Forbidden("the viewer token has expired".into()).into_response(),
+        )),
+        Err(GrantError::Invalid) => Err(failed(
+            ApiError::Forbidden("this is not a viewer token for the event".into()).into_response(),
+        )),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 fn sdp_body(
@@ -650,7 +711,7 @@ fn created(
 
 /// RFC 9725 §4.6: the ICE servers as `Link: <url>; rel="ice-server"` headers.
 fn add_ice_links(state: &AppState, headers: &mut HeaderMap) {
-    for server in &state.sfu.config().ice_servers {
+    for server in &state.sfu.ice_servers() {
         for url in &server.urls {
             let mut link = format!("<{url}>; rel=\"ice-server\"");
             if !server.username.is_empty() {

@@ -1346,3 +1346,147 @@ async fn a_killed_server_continues_the_draw_with_identical_bytes() {
         .await;
     assert_eq!(progress["played"], progress["total"]);
 }
+
+/// A witness who does not reveal voids the draw: it is announced again with new
+/// commitments, and the draw then runs on the new round's reveals.
+#[tokio::test]
+async fn a_void_draw_is_announced_again_with_new_commitments() {
+    let app = TestApp::spawn_with(AppOptions::default().config("[draw]\npace_ms = 0\n")).await;
+    let s = staff(&app);
+    let event_id = create_event(&s.organiser).await;
+    let draw_id = "kg-void";
+    let org = &s.organiser;
+    assert_eq!(
+        org.post("/api/v1/draws", draw_body(draw_id, &event_id, false))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        org.post(&format!("/api/v1/draws/{draw_id}/open"), json!({}))
+            .await
+            .0,
+        200
+    );
+    for n in 1..=3u32 {
+        let (status, body) = s
+            .public
+            .post(
+                &format!("/api/v1/draws/{draw_id}/applications"),
+                application(n, &format!("孩子{n}"), json!([{"kg": "KG-A", "class": 1}])),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(
+        org.post(&format!("/api/v1/draws/{draw_id}/close"), json!({}))
+            .await
+            .0,
+        200
+    );
+    let commit = |index: u32, byte: u8| async move {
+        org.post(
+            &format!("/api/v1/draws/{draw_id}/witnesses/{index}/commitment"),
+            json!({"commitment": commitment(draw_id, &secret(byte))}),
+        )
+        .await
+    };
+    let reveal = |index: u32, byte: u8| async move {
+        org.post(
+            &format!("/api/v1/draws/{draw_id}/witnesses/{index}/reveal"),
+            json!({"secret": secret(byte).to_hex()}),
+        )
+        .await
+    };
+    assert_eq!(commit(0, 1).await.0, 200);
+    assert_eq!(commit(1, 2).await.0, 200);
+    assert_eq!(
+        org.post(&format!("/api/v1/draws/{draw_id}/announce"), json!({}))
+            .await
+            .0,
+        200
+    );
+    let (_, first) = org
+        .get_text(&format!("/api/v1/draws/{draw_id}/announcement"))
+        .await;
+    assert_eq!(reveal(0, 1).await.0, 200);
+    // Witness 1 stays silent: no draw without every reveal; the organiser voids it.
+    assert_eq!(
+        org.post(&format!("/api/v1/draws/{draw_id}/draw"), json!({}))
+            .await
+            .0,
+        409
+    );
+    let (status, body) = org
+        .post(
+            &format!("/api/v1/draws/{draw_id}/void"),
+            json!({"reason": "witness 1 absent"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["state"], &body["round"]),
+        (&json!("closed"), &json!(2))
+    );
+    assert!(
+        body["witnesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["commitment"].is_null())
+    );
+    assert_eq!(
+        s.public
+            .get(&format!("/api/v1/draws/{draw_id}/announcement"))
+            .await
+            .0,
+        404
+    );
+    // The old secrets cannot be reused against the new round: new commitments, new
+    // announcement, then the draw.
+    assert_eq!(commit(0, 3).await.0, 200);
+    assert_eq!(commit(1, 4).await.0, 200);
+    assert_eq!(
+        org.post(&format!("/api/v1/draws/{draw_id}/announce"), json!({}))
+            .await
+            .0,
+        200
+    );
+    let (_, second) = org
+        .get_text(&format!("/api/v1/draws/{draw_id}/announcement"))
+        .await;
+    assert_ne!(first, second);
+    assert_eq!(
+        reveal(0, 1).await.0,
+        400,
+        "a first-round secret does not match"
+    );
+    assert_eq!(reveal(0, 3).await.0, 200);
+    assert_eq!(reveal(1, 4).await.0, 200);
+    let (status, body) = org
+        .post(&format!("/api/v1/draws/{draw_id}/draw"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_state(&s.public, draw_id, "published").await;
+    let (_, text) = s
+        .public
+        .get_text(&format!("/api/v1/draws/{draw_id}/transcript"))
+        .await;
+    let transcript: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        transcript["transcript"]["reveals"],
+        json!([secret(3).to_hex(), secret(4).to_hex()])
+    );
+    let (_, audit) = s
+        .notary
+        .get(&format!("/api/v1/draws/{draw_id}/audit"))
+        .await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "draw.void"
+                && e["detail"].as_str().unwrap().contains("witness 1 absent"))
+    );
+}

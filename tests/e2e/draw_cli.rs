@@ -423,3 +423,25 @@ fn countersigning_verifies_first_and_adds_the_notary_signature() {
     assert!(run.stdout.contains("(lottery)"), "{}", run.stdout);
     assert_eq!(std::fs::read(&bad).unwrap(), bad_bytes);
 }
+
+/// A reader that stops early (`| head`, `| true`) ends the tool quietly, as SIGPIPE would,
+/// never with a panic and a backtrace.
+#[test]
+#[cfg(unix)]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), &[]);
+    let signed = dir.path().join("signed.json");
+    let bin = crate::support::binary::gongkai_bin();
+    // `true` exits without reading; the verification takes long enough that every
+    // line is written into a closed pipe.
+    let script = format!("'{}' draw verify '{}' | true", bin.display(), path(&signed));
+    let mut command = std::process::Command::new("sh");
+    command.arg("-c").arg(&script);
+    let run = run_with_timeout(command, None, Duration::from_secs(120));
+    assert!(
+        !run.stderr.contains("panicked"),
+        "the tool panicked on a closed pipe:\n{}",
+        run.stderr
+    );
+}

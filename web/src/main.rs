@@ -10,8 +10,14 @@ use web::config::Settings;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Draw { command } => web::cli::draw::run_draw(command),
-        Command::Keys { command } => web::cli::draw::run_keys(command),
+        Command::Draw { command } => {
+            exit_quietly_on_broken_pipe();
+            web::cli::draw::run_draw(command)
+        }
+        Command::Keys { command } => {
+            exit_quietly_on_broken_pipe();
+            web::cli::draw::run_keys(command)
+        }
         Command::Serve { config } => {
             let settings = match Settings::load(&config) {
                 Ok(s) => s,
@@ -31,6 +37,25 @@ fn main() -> ExitCode {
             run_async(web::cli::admin::run(&settings, command))
         }
     }
+}
+
+/// `gongkai draw verify FILE | head` closes standard output early. Rust ignores SIGPIPE,
+/// so the next `println!` panics with a backtrace; a Unix tool would just stop. Exit as
+/// one killed by SIGPIPE would (128 + 13), without the panic message.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 fn config_error(e: web::config::ConfigError) -> ExitCode {

@@ -328,6 +328,16 @@ fn a_file_must_have_the_specs_shape_not_just_parse_into_it() {
     let failure =
         verify_bytes(as_list.to_string().as_bytes(), &TrustedKeys::default()).unwrap_err();
     assert_eq!(failure.check, Check::Announcement, "{failure}");
+    let mut placement_as_list = value.clone();
+    let placement = value["transcript"]["admitted"][0].clone();
+    placement_as_list["transcript"]["admitted"][0] =
+        serde_json::json!([placement["kg"], placement["units"]]);
+    let failure = verify_bytes(
+        placement_as_list.to_string().as_bytes(),
+        &TrustedKeys::default(),
+    )
+    .unwrap_err();
+    assert_eq!(failure.check, Check::Format, "{failure}");
     value["signatures"][0]["role"] = serde_json::json!({"organiser": null});
     let failure = verify_bytes(value.to_string().as_bytes(), &TrustedKeys::default()).unwrap_err();
     assert_eq!(failure.check, Check::Format, "{failure}");

@@ -581,7 +581,7 @@ impl Store {
             .collect()
     }
 
-    /// Sets a witness's commitment while the draw is `closed` (before the announcement).
+    /// Sets a witness's commitment before the announcement (`draft`, `open`, `closed`).
     pub async fn set_witness_commitment(
         &self,
         draw_id: &str,
@@ -591,32 +591,14 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        self.update_witness(
             "UPDATE draw_witnesses SET commitment = $1 WHERE draw_id = $2 AND round = $3 AND position = $4
                AND EXISTS (SELECT 1 FROM draws WHERE id = $2 AND round = $3 AND state IN ('draft', 'open', 'closed'))",
-        )
-        .bind(commitment)
-        .bind(draw_id)
-        .bind(round)
-        .bind(index)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if done == 0 {
-            return Ok(false);
-        }
-        audit(
-            &mut tx,
-            draw_id,
-            actor,
-            "witness.commit",
-            &format!("witness {index}: {commitment}"),
+            (draw_id, round, index, commitment),
+            (actor, "witness.commit", &format!("witness {index}: {commitment}")),
             now,
         )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        .await
     }
 
     /// Stores a checked reveal while the draw is `announced` (idempotent: the same secret
@@ -630,31 +612,39 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        self.update_witness(
             "UPDATE draw_witnesses SET secret = $1 WHERE draw_id = $2 AND round = $3 AND position = $4
                AND (secret IS NULL OR secret = $1)
                AND EXISTS (SELECT 1 FROM draws WHERE id = $2 AND round = $3 AND state = 'announced')",
+            (draw_id, round, index, secret),
+            (actor, "witness.reveal", &format!("witness {index}")),
+            now,
         )
-        .bind(secret)
-        .bind(draw_id)
-        .bind(round)
-        .bind(index)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await
+    }
+
+    /// Runs a conditional witness update (`$1` value, `$2` draw, `$3` round, `$4` position)
+    /// and, when it changed a row, its audit entry, in one transaction.
+    async fn update_witness(
+        &self,
+        sql: &str,
+        (draw_id, round, index, value): (&str, i64, i64, &str),
+        (actor, action, detail): (&str, &str, &str),
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(sql)
+            .bind(value)
+            .bind(draw_id)
+            .bind(round)
+            .bind(index)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if done == 0 {
             return Ok(false);
         }
-        audit(
-            &mut tx,
-            draw_id,
-            actor,
-            "witness.reveal",
-            &format!("witness {index}"),
-            now,
-        )
-        .await?;
+        audit(&mut tx, draw_id, actor, action, detail, now).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -287,7 +287,7 @@ async fn flow(base: &str, admin: &Client, b: &Client, c: &Client) -> anyhow::Res
     Ok(())
 }
 
-async fn fill(client: &Client, css: &str, text: &str) -> anyhow::Result<()> {
+pub(crate) async fn fill(client: &Client, css: &str, text: &str) -> anyhow::Result<()> {
     let el = client
         .wait()
         .at_most(WAIT)
@@ -299,7 +299,7 @@ async fn fill(client: &Client, css: &str, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn send_chat(client: &Client, text: &str) -> anyhow::Result<()> {
+pub(crate) async fn send_chat(client: &Client, text: &str) -> anyhow::Result<()> {
     fill(client, "#chat-input", text).await?;
     client
         .find(Locator::Css("#chat-form button[type=submit]"))
@@ -309,7 +309,7 @@ async fn send_chat(client: &Client, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn text_of(client: &Client, css: &str) -> anyhow::Result<String> {
+pub(crate) async fn text_of(client: &Client, css: &str) -> anyhow::Result<String> {
     let v = client
         .execute(
             "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
@@ -319,7 +319,7 @@ async fn text_of(client: &Client, css: &str) -> anyhow::Result<String> {
     Ok(v.as_str().unwrap_or_default().to_owned())
 }
 
-async fn wait_text(client: &Client, css: &str, needle: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_text(client: &Client, css: &str, needle: &str) -> anyhow::Result<()> {
     wait_for(WAIT, || async {
         let t = text_of(client, css).await?;
         Ok((t.contains(needle) && (!needle.is_empty() || !t.trim().is_empty())).then_some(()))

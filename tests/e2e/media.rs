@@ -446,14 +446,21 @@ async fn wait_js(
     }
 }
 
+/// The issue's whole flow in Chromium: a broadcaster goes live from the broadcaster page,
+/// a viewer watches and chats on the event page, the broadcaster stops (the player shows
+/// "paused"), another publisher takes over, the event ends, and the past event page plays
+/// both sessions' recordings beside the text record holding the chat.
 #[tokio::test]
-async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
+async fn chromium_broadcaster_page_live_with_chat_then_stop_and_replay() {
+    use crate::event_browser::{fill, send_chat, wait_text};
     use crate::support::browser::BrowserOptions;
     use fantoccini::Locator;
 
     let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
     // OBS's token, issued before anyone opens the broadcaster page.
     let (event, obs_token) = setup(&app).await;
+    let api = app.create_token("admin", "media-flow");
+    let http = app.anonymous_client();
     let app_url = app.url("").trim_end_matches('/').to_owned();
     let base = app.url("");
     let base = base.trim_end_matches('/').to_owned();
@@ -520,6 +527,26 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
             .await?;
             eprintln!("chromium viewer framesDecoded: {frames}");
 
+            // The viewer chats beside the player.
+            client
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Css("#nickname-form:not([hidden])"))
+                .await?;
+            fill(client, "#nickname", "观众甲").await?;
+            client
+                .find(Locator::Css("#nickname-form button"))
+                .await?
+                .click()
+                .await?;
+            client
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Css("#chat-form:not([hidden])"))
+                .await?;
+            send_chat(client, "画面很清楚").await?;
+            wait_text(client, "#chat-messages", "画面很清楚").await?;
+
             // Stop: the player shows "paused" (viewer still connected, publisher gone).
             broadcaster
                 .find(Locator::Css("#stop"))
@@ -551,7 +578,58 @@ async fn chromium_broadcaster_page_to_chromium_player_decodes_frames() {
             )
             .await?;
             eprintln!("chromium viewer framesDecoded: {before} -> {after} (aiortc publisher)");
-            drop(publisher);
+            let lines = publisher.finish().await;
+            anyhow::ensure!(
+                lines.iter().any(|l| l["event"] == "ended"),
+                "aiortc publisher: {lines:?}"
+            );
+
+            // The event ends; both sessions' segments are finished and listed.
+            let ended = http
+                .post(format!("{base}/api/v1/events/{event}/end"))
+                .bearer_auth(&api)
+                .send()
+                .await?;
+            anyhow::ensure!(ended.status().is_success(), "end: {}", ended.status());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let body: Value = http
+                    .get(format!("{base}/api/v1/events/{event}/recordings"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let list = body["recordings"].as_array().cloned().unwrap_or_default();
+                if list.len() == 2 && list.iter().all(|r| r["recording"] == false) {
+                    break;
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "recordings never finished: {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+
+            // The past event page: the text record holds the chat, the player replays.
+            client.goto(&format!("{base}/events/{event}")).await?;
+            wait_text(client, "#record-chat", "画面很清楚").await?;
+            let segments = wait_js(
+                client,
+                "document.querySelectorAll('#replay-segments a').length",
+                Duration::from_secs(20),
+                |v| v.as_u64().is_some_and(|n| n >= 2),
+            )
+            .await?;
+            let replayed = wait_js(
+                client,
+                "(() => { const v = document.getElementById('replay'); v.muted = true; \
+                 v.play().catch(() => {}); \
+                 return v.readyState >= 2 ? v.getVideoPlaybackQuality().totalVideoFrames : 0; })()",
+                Duration::from_secs(30),
+                |v| v.as_u64().is_some_and(|n| n > 0),
+            )
+            .await?;
+            eprintln!("replay: {segments} segments, {replayed} frames decoded in Chromium");
             Ok(())
         },
     )
@@ -1245,4 +1323,30 @@ async fn the_broadcaster_pages_publish_credential_leaves_the_obs_token_working()
     let viewer = viewer["token"].as_str().expect("token").to_owned();
     assert_eq!(publish(viewer.replacen("gkv1", "gks1", 1)).await.0, 403);
     assert_eq!(publish(viewer).await.0, 403);
+}
+
+#[tokio::test]
+async fn a_joining_viewer_decodes_at_once_even_when_the_publisher_ignores_keyframe_requests() {
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    let whep = app.url(&format!("/whep/{event}"));
+    // The publisher's only keyframe for the next 100 s is its first frame, sent before
+    // anyone watches: only the room's cached run since that keyframe can start a decoder.
+    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "10", "--ignore-pli"]);
+    let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
+    assert_eq!(published["status"], 201, "{published}");
+    let status = wait_status(&app, &event, |s| s["publishing"] == true).await;
+    assert_eq!(status["publishing"], true, "{status}");
+
+    let mut viewer = Peer::start("whep_viewer.py", &[&whep, "5"]);
+    let answered = viewer.next(PEER_TIMEOUT).await.expect("viewer answered");
+    assert_eq!(answered["status"], 201, "{answered}");
+    let lines = viewer.finish().await;
+    let last = lines.last().expect("viewer output");
+    assert!(
+        last["video_frames"].as_u64().unwrap_or(0) >= 30,
+        "the viewer decoded too little: {last}"
+    );
+    let _ = publisher.finish().await;
 }

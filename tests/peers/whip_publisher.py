@@ -1,6 +1,9 @@
 """WHIP test publisher: a synthetic moving VP8 video track (and a tone) to gongkai.
 
-Usage: whip_publisher.py URL TOKEN SECONDS [vp8|h264]
+Usage: whip_publisher.py URL TOKEN SECONDS [vp8|h264] [--ignore-pli]
+  --ignore-pli  never answer keyframe requests: after its first frame the encoder sends
+                keyframes only at its own interval (aiortc's VP8: every 3000 frames), like
+                an encoder configured with a fixed keyframe interval
 Prints one JSON line per state change on stdout ("published", "ended") and exits after
 SECONDS, deleting its session resource (a clean stop). Loopback only: no ICE servers.
 """
@@ -76,6 +79,21 @@ async def main(url, token, seconds, codec):
     print(json.dumps({"event": "ended"}), flush=True)
 
 
+def ignore_keyframe_requests():
+    from aiortc.codecs import vpx
+
+    encode = vpx.Vp8Encoder.encode
+
+    def without_forced_keyframes(self, frame, force_keyframe=False):
+        return encode(self, frame, False)
+
+    vpx.Vp8Encoder.encode = without_forced_keyframes
+
+
 if __name__ == "__main__":
-    codec = sys.argv[4].lower() if len(sys.argv) > 4 else "vp8"
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), codec))
+    flags = [a for a in sys.argv[1:] if a.startswith("--")]
+    positional = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--ignore-pli" in flags:
+        ignore_keyframe_requests()
+    codec = positional[3].lower() if len(positional) > 3 else "vp8"
+    asyncio.run(main(positional[0], positional[1], float(positional[2]), codec))

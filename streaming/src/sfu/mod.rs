@@ -13,6 +13,7 @@
 //!   sequence/timestamp continuity across publisher sessions).
 //! - `sdp`: the little SDP reading the SFU needs before the crate parses the offer.
 //! - `feedback`: the interceptor that hands viewers' PLI/FIR to the application.
+//! - [`keyframe`]: the publisher's current group of pictures, replayed to joining viewers.
 //! - [`turn`]: short-lived TURN credentials (coturn's REST-API scheme).
 //! - [`record`]: each publisher session recorded to a WebM file (fed through a bounded
 //!   channel to its own writer thread, so recording never slows forwarding).
@@ -21,15 +22,19 @@
 //!
 //! Each publisher track's packets go into the room's `broadcast` channel once, as an
 //! `Arc`. Each viewer task subscribes only after its peer connection is `Connected`
-//! (packets before DTLS produce warnings and are lost anyway), asks the publisher for a
-//! keyframe (PLI, coalesced so many joining viewers cause one request per
-//! `KEYFRAME_MIN_INTERVAL`), and writes rewritten packets to its own tracks. NACKs from
+//! (packets before DTLS produce warnings and are lost anyway), first sends the video
+//! packets since the publisher's last keyframe (the room's [`keyframe::GopCache`],
+//! taken under the same lock as the subscription, so nothing is doubled or missed), and
+//! then writes rewritten live packets to its own tracks. Without a usable cached run it
+//! asks the publisher for a keyframe (PLI, coalesced so many joining viewers cause one
+//! request per `KEYFRAME_MIN_INTERVAL`). NACKs from
 //! viewers are answered by the crate's NACK responder interceptor from its send buffer.
 //! A viewer that falls behind the channel loses packets (counted) and asks for a keyframe.
 //! Viewers' own PLI/FIR (a decoder that lost a frame) reach the publisher the same way:
 //! through the room's coalescing keyframe request, never one PLI per viewer packet.
 
 mod feedback;
+pub mod keyframe;
 pub mod record;
 pub mod rewrite;
 mod sdp;
@@ -79,6 +84,12 @@ const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
 const KEYFRAME_SAFETY_INTERVAL: Duration = Duration::from_secs(10);
 /// Packets buffered per room for slow viewer tasks (about 2 s of 2 Mb/s video).
 const ROOM_CHANNEL_CAPACITY: usize = 2048;
+/// A cached run longer than this still goes to a joining viewer, but a fresh keyframe
+/// is requested too, so the next joiners get a shorter burst. In 90 kHz video ticks.
+const GOP_STALE_TICKS: u32 = 90_000;
+/// A longer run is not replayed at all: seconds of backlog in one burst would make the
+/// viewer's player lag behind live; it waits for the requested keyframe instead.
+const GOP_MAX_REPLAY_TICKS: u32 = 3 * 90_000;
 
 /// Errors of the SFU boundary. The HTTP shell maps each to a status.
 #[derive(Debug, thiserror::Error)]
@@ -673,6 +684,9 @@ impl Sfu {
 struct Room {
     event_id: String,
     packets: broadcast::Sender<Arc<Forwarded>>,
+    /// Video since the last keyframe. Video is sent to `packets` under this lock, so a
+    /// viewer that subscribes under it sees each packet exactly once.
+    gop: Mutex<keyframe::GopCache<Arc<Forwarded>>>,
     keyframe_wanted: Notify,
     state: Mutex<RoomState>,
     ingest_bytes: AtomicU64,
@@ -717,6 +731,7 @@ impl Room {
         Self {
             event_id: event_id.to_owned(),
             packets: broadcast::channel(ROOM_CHANNEL_CAPACITY).0,
+            gop: Mutex::new(keyframe::GopCache::default()),
             keyframe_wanted: Notify::new(),
             state: Mutex::new(RoomState::default()),
             ingest_bytes: AtomicU64::new(0),
@@ -958,6 +973,8 @@ async fn read_publisher_track(
 
     let (done_tx, done_rx) = watch::channel(false);
     if kind == RtpCodecKind::Video {
+        // The previous session's frames are no reference for this one's.
+        lock(&room.gop).clear();
         tokio::spawn(send_keyframe_requests(
             Arc::downgrade(&room),
             Arc::clone(&track),
@@ -978,19 +995,32 @@ async fn read_publisher_track(
                 if let Some(recorder) = &recorder {
                     recorder.offer(kind, &mime, &packet);
                 }
-                // No receivers is normal (nobody watching yet).
-                let _ = room.packets.send(Arc::new(Forwarded {
+                let keyframe = kind == RtpCodecKind::Video
+                    && keyframe::starts_keyframe(&mime, &packet.payload);
+                let timestamp = packet.header.timestamp;
+                let forwarded = Arc::new(Forwarded {
                     kind,
                     mime: Arc::clone(&mime),
                     source: Arc::clone(&source),
                     packet,
-                }));
+                });
+                // No receivers is normal (nobody watching yet).
+                if kind == RtpCodecKind::Video {
+                    let mut gop = lock(&room.gop);
+                    gop.push(Arc::clone(&forwarded), timestamp, keyframe);
+                    let _ = room.packets.send(forwarded);
+                } else {
+                    let _ = room.packets.send(forwarded);
+                }
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}
         }
     }
     let _ = done_tx.send(true);
+    if kind == RtpCodecKind::Video {
+        lock(&room.gop).clear();
+    }
     let event_id = room.event_id.clone();
     drop(room);
     sfu.prune(&event_id);
@@ -1144,8 +1174,23 @@ async fn forward_to_viewer(
             };
             rewriters.push(Rewriter::new(output.ssrc, parameters, output.clock_rate));
         }
-        let mut packets = room.packets.subscribe();
-        room.keyframe_wanted.notify_one();
+        let (mut packets, cached, stale) = {
+            let gop = lock(&room.gop);
+            let span = gop.span();
+            let cached = if span <= GOP_MAX_REPLAY_TICKS {
+                gop.packets().to_vec()
+            } else {
+                Vec::new()
+            };
+            (room.packets.subscribe(), cached, span > GOP_STALE_TICKS)
+        };
+        if cached.is_empty() || stale {
+            room.keyframe_wanted.notify_one();
+        }
+        for forwarded in &cached {
+            forward_packet(&room, &outputs, &mut rewriters, forwarded).await;
+        }
+        drop(cached);
         let relays: Vec<_> = outputs
             .iter()
             .filter(|o| o.kind == RtpCodecKind::Video)
@@ -1161,24 +1206,7 @@ async fn forward_to_viewer(
             tokio::select! {
                 received = packets.recv() => match received {
                     Ok(forwarded) => {
-                        for (output, rewriter) in outputs.iter().zip(rewriters.iter_mut()) {
-                            if output.kind != forwarded.kind {
-                                continue;
-                            }
-                            match rewriter.rewrite(&forwarded.packet, &forwarded.mime, &forwarded.source) {
-                                Ok(packet) => {
-                                    if output.local.write_rtp(packet).await.is_ok() {
-                                        room.forwarded.fetch_add(1, Ordering::Relaxed);
-                                    } else {
-                                        room.dropped.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
-                                Err(rewrite::Skip::Empty) => {}
-                                Err(rewrite::Skip::CodecNotNegotiated) => {
-                                    room.dropped.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        }
+                        forward_packet(&room, &outputs, &mut rewriters, &forwarded).await;
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         room.dropped.fetch_add(missed, Ordering::Relaxed);
@@ -1200,4 +1228,31 @@ async fn forward_to_viewer(
     let event_id = room.event_id.clone();
     drop(room);
     sfu.prune(&event_id);
+}
+
+/// Writes one publisher packet, rewritten, to the viewer's track of its kind.
+async fn forward_packet(
+    room: &Room,
+    outputs: &[ViewerTrack],
+    rewriters: &mut [Rewriter],
+    forwarded: &Forwarded,
+) {
+    for (output, rewriter) in outputs.iter().zip(rewriters.iter_mut()) {
+        if output.kind != forwarded.kind {
+            continue;
+        }
+        match rewriter.rewrite(&forwarded.packet, &forwarded.mime, &forwarded.source) {
+            Ok(packet) => {
+                if output.local.write_rtp(packet).await.is_ok() {
+                    room.forwarded.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    room.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(rewrite::Skip::Empty) => {}
+            Err(rewrite::Skip::CodecNotNegotiated) => {
+                room.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }

@@ -88,6 +88,11 @@ def ignore_keyframe_requests():
         return encode(self, frame, False)
 
     vpx.Vp8Encoder.encode = without_forced_keyframes
+    # A changed target bitrate (REMB) makes aiortc start a new encoder, whose first frame
+    # is a keyframe: keep the bitrate fixed too.
+    vpx.Vp8Encoder.target_bitrate = property(
+        lambda self: vpx.DEFAULT_BITRATE, lambda self, bitrate: None
+    )
 
 
 if __name__ == "__main__":

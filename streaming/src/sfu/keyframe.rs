@@ -143,7 +143,10 @@ mod tests {
         assert!(starts_keyframe("video/VP8", &[0x10, 0x50, 0x02, 0x00]));
         assert!(!starts_keyframe("video/VP8", &[0x10, 0x51, 0x02, 0x00]));
         // X=1 with a 15-bit picture id.
-        assert!(starts_keyframe("video/vp8", &[0x90, 0x80, 0x81, 0x23, 0x50]));
+        assert!(starts_keyframe(
+            "video/vp8",
+            &[0x90, 0x80, 0x81, 0x23, 0x50]
+        ));
         // A continuation packet of the same frame.
         assert!(!starts_keyframe("video/VP8", &[0x00, 0x50, 0x02]));
         assert!(!starts_keyframe("video/VP8", &[]));

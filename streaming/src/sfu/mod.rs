@@ -89,7 +89,7 @@ const ROOM_CHANNEL_CAPACITY: usize = 2048;
 const GOP_STALE_TICKS: u32 = 90_000;
 /// A longer run is not replayed at all: seconds of backlog in one burst would make the
 /// viewer's player lag behind live; it waits for the requested keyframe instead.
-const GOP_MAX_REPLAY_TICKS: u32 = 3 * 90_000;
+const GOP_MAX_REPLAY_TICKS: u32 = 5 * 90_000;
 
 /// Errors of the SFU boundary. The HTTP shell maps each to a status.
 #[derive(Debug, thiserror::Error)]
@@ -1186,6 +1186,9 @@ async fn forward_to_viewer(
         };
         if cached.is_empty() || stale {
             room.keyframe_wanted.notify_one();
+        }
+        if !cached.is_empty() {
+            tracing::debug!(event_id = %room.event_id, session, packets = cached.len(), "replaying the run since the last keyframe");
         }
         for forwarded in &cached {
             forward_packet(&room, &outputs, &mut rewriters, forwarded).await;

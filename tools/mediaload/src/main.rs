@@ -1,23 +1,46 @@
-//! `mediaload`: many WHEP viewers (webrtc-rs peers) on one event's publisher.
+//! `mediaload`: the SFU load tool. One synthetic WHIP publisher and many WHEP viewers
+//! (webrtc-rs peers) on one event, on loopback against `gongkai serve`.
 //!
-//! Each viewer offers recvonly audio + video to `POST /whep/{event}`, and counts the RTP
-//! packets it receives. Time to first frame is measured from the WHEP request to the
-//! first packet that starts a VP8 keyframe (or, for H.264, an IDR/SPS NAL unit): what a
-//! decoder needs to show a picture. The server's cost comes from `/proc/PID/stat`
-//! (CPU time) and `/metrics` (packets forwarded) over a steady window after every viewer
-//! joined: CPU microseconds per forwarded packet, and viewers per core at that rate.
+//! `mediaload publish` sends a real VP8 clip (an IVF file, e.g. 1280x720 at ~2 Mb/s, about
+//! 230 packets/s) in a loop at its frame rate, plus Opus silence, and answers the SFU's
+//! keyframe requests (PLI) by jumping back to the clip's first frame, a keyframe
+//! (`publisher.rs`).
 //!
-//! The publisher is not this tool's job (`bench.sh` starts an aiortc one).
+//! `mediaload view` opens N viewers, each offering recvonly audio + video to
+//! `POST /whep/{event}`, and reports:
+//! - time to first frame: from the WHEP request to the first packet that starts a VP8
+//!   keyframe (or, for H.264, an IDR/SPS NAL unit), what a decoder needs to show a picture;
+//!   p50/p95/p99/max;
+//! - per viewer, over a steady window after every viewer joined: packets received and lost
+//!   (sequence-number gaps per SSRC, wrap-around, reordering and duplicates handled; a
+//!   packet recovered by NACK counts as received) and frames (video packets with the
+//!   marker bit); total loss, viewers at >= 1% loss, the worst viewer, frames/s p50 and min
+//!   (`stats.rs`); `--csv` writes one row per viewer;
+//! - the server's cost: CPU time from `/proc/PID/stat` over the window per packet
+//!   forwarded (`/metrics` counter `gongkai_media_packets_forwarded_total`), viewers per
+//!   core, and memory per viewer (RSS growth from before the first viewer joined to the
+//!   end of the window, over the viewers);
+//! - the load tool's own CPU (it shares the machine with the server: SRTP decryption for
+//!   every packet of every viewer);
+//! - a one-line `summary` (key=value) that `bench.sh` collects, ending `result=ok` when
+//!   every viewer connected and received media and total loss was under 1%.
 
+mod clip;
+/// The SFU's PLI/FIR interceptor, shared so the publisher sees keyframe requests too.
+#[path = "../../../streaming/src/sfu/feedback.rs"]
+mod feedback;
 #[path = "../../hubload/src/procstat.rs"]
 mod procstat;
+mod publisher;
+mod stats;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use rtc::interceptor::Registry;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
@@ -29,9 +52,27 @@ use webrtc::peer_connection::{
     register_default_interceptors,
 };
 
+use stats::{Counts, Tally, percentile};
+
 #[derive(Debug, Parser)]
-#[command(about = "Many WHEP viewers on one publisher: first-frame times and server cost")]
-struct Args {
+#[command(
+    about = "SFU load: one WHIP publisher of a VP8 clip, many WHEP viewers; loss, frames, first-frame times, server cost"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish a VP8 clip (IVF) to an event over WHIP until stopped.
+    Publish(publisher::PublishArgs),
+    /// Open WHEP viewers on an event's publisher and report what they received.
+    View(ViewArgs),
+}
+
+#[derive(Debug, Args)]
+struct ViewArgs {
     /// e.g. http://127.0.0.1:8080
     #[arg(long)]
     server: String,
@@ -45,16 +86,28 @@ struct Args {
     /// Seconds of steady state measured after the last viewer joined.
     #[arg(long, default_value_t = 10)]
     measure: u64,
-    /// The server's process id (for its CPU time); omit to skip cost figures.
+    /// The server's process id (for its CPU time and memory); omit to skip cost figures.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Write one CSV row per viewer (window figures) to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
 }
 
 /// What one viewer saw.
 #[derive(Default)]
 struct Viewer {
     first_frame: OnceCell<Duration>,
-    packets: AtomicU64,
+    counts: Mutex<Counts>,
+}
+
+impl Viewer {
+    fn tally(&self) -> Tally {
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .tally()
+    }
 }
 
 struct Handler {
@@ -79,7 +132,16 @@ impl PeerConnectionEventHandler for Handler {
             while let Some(event) = track.poll().await {
                 match event {
                     TrackRemoteEvent::OnRtpPacket(packet) => {
-                        viewer.packets.fetch_add(1, Ordering::Relaxed);
+                        viewer
+                            .counts
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .record(
+                                packet.header.ssrc,
+                                packet.header.sequence_number,
+                                packet.header.marker,
+                                video,
+                            );
                         if video
                             && viewer.first_frame.get().is_none()
                             && starts_keyframe(&packet.payload)
@@ -215,7 +277,8 @@ async fn viewer(
     Ok(Arc::new(peer))
 }
 
-async fn forwarded(client: &reqwest::Client, server: &str) -> anyhow::Result<f64> {
+/// The sum of a `/metrics` counter over its labels (events).
+async fn metric(client: &reqwest::Client, server: &str, name: &str) -> anyhow::Result<f64> {
     let text = client
         .get(format!("{server}/metrics"))
         .send()
@@ -224,24 +287,55 @@ async fn forwarded(client: &reqwest::Client, server: &str) -> anyhow::Result<f64
         .await?;
     Ok(text
         .lines()
-        .filter(|l| l.starts_with("gongkai_media_packets_forwarded_total"))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+const FORWARDED: &str = "gongkai_media_packets_forwarded_total";
+const INGEST_BYTES: &str = "gongkai_media_ingest_bytes_total";
+
+/// Server and load-tool readings at one moment.
+struct Reading {
+    at: Instant,
+    server: Option<procstat::Sample>,
+    tool: procstat::Sample,
+    forwarded: f64,
+    ingest_bytes: f64,
+    tallies: Vec<Tally>,
+}
+
+async fn read_all(
+    client: &reqwest::Client,
+    args: &ViewArgs,
+    viewers: &[Arc<Viewer>],
+) -> anyhow::Result<Reading> {
+    Ok(Reading {
+        at: Instant::now(),
+        server: args.server_pid.map(procstat::sample).transpose()?,
+        tool: procstat::sample(std::process::id())?,
+        forwarded: metric(client, &args.server, FORWARDED).await?,
+        ingest_bytes: metric(client, &args.server, INGEST_BYTES).await?,
+        tallies: viewers.iter().map(|v| v.tally()).collect(),
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    match Cli::parse().command {
+        Command::Publish(args) => publisher::run(args).await,
+        Command::View(args) => view(args).await,
+    }
+}
+
+async fn view(args: ViewArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let url = format!("{}/whep/{}", args.server, args.event);
+    let rss_before = args
+        .server_pid
+        .map(procstat::sample)
+        .transpose()?
+        .map(|s| s.rss_kb);
     let mut viewers = Vec::with_capacity(args.viewers);
     let mut joins = Vec::with_capacity(args.viewers);
     let gap = Duration::from_secs_f64(1.0 / f64::from(args.ramp.max(1)));
@@ -253,11 +347,16 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(gap).await;
     }
     let mut peers = Vec::new();
+    let mut connected = Vec::with_capacity(args.viewers);
     let mut failed = 0;
     for join in joins {
         match join.await? {
-            Ok(peer) => peers.push(peer),
+            Ok(peer) => {
+                peers.push(peer);
+                connected.push(true);
+            }
             Err(error) => {
+                connected.push(false);
                 failed += 1;
                 if failed <= 3 {
                     eprintln!("viewer failed: {error:#}");
@@ -274,48 +373,91 @@ async fn main() -> anyhow::Result<()> {
     }
     let ramp_secs = ramp_started.elapsed().as_secs_f64();
 
-    let before_cpu = args.server_pid.map(procstat::sample).transpose()?;
-    let before_fwd = forwarded(&client, &args.server).await?;
-    let before_rx: u64 = viewers
-        .iter()
-        .map(|v| v.packets.load(Ordering::Relaxed))
-        .sum();
-    let window = Instant::now();
+    let before = read_all(&client, &args, &viewers).await?;
     tokio::time::sleep(Duration::from_secs(args.measure)).await;
-    let secs = window.elapsed().as_secs_f64();
-    let after_cpu = args.server_pid.map(procstat::sample).transpose()?;
-    let after_fwd = forwarded(&client, &args.server).await?;
-    let after_rx: u64 = viewers
+    let after = read_all(&client, &args, &viewers).await?;
+    let secs = after.at.duration_since(before.at).as_secs_f64();
+
+    // Per viewer, over the window; only viewers whose WHEP exchange succeeded.
+    let windows: Vec<(usize, Tally)> = after
+        .tallies
         .iter()
-        .map(|v| v.packets.load(Ordering::Relaxed))
-        .sum();
+        .zip(&before.tallies)
+        .enumerate()
+        .filter(|(i, _)| connected[*i])
+        .map(|(i, (a, b))| (i, a.since(b)))
+        .collect();
+    let mut total = Tally::default();
+    for (_, w) in &windows {
+        total.expected += w.expected;
+        total.received += w.received;
+        total.lost += w.lost;
+        total.duplicates += w.duplicates;
+        total.frames += w.frames;
+        total.video_received += w.video_received;
+    }
+    let silent = windows.iter().filter(|(_, w)| w.expected == 0).count();
+    let lossy = windows
+        .iter()
+        .filter(|(_, w)| w.expected > 0 && w.loss_pct() >= 1.0)
+        .count();
+    let worst = windows
+        .iter()
+        .map(|(_, w)| w.loss_pct())
+        .fold(0.0, f64::max);
+    let mut fps: Vec<f64> = windows
+        .iter()
+        .map(|(_, w)| w.frames as f64 / secs)
+        .collect();
+    fps.sort_by(f64::total_cmp);
+    let per_viewer = |n: u64| n as f64 / secs / windows.len().max(1) as f64;
 
     let mut firsts: Vec<Duration> = viewers
         .iter()
         .filter_map(|v| v.first_frame.get().copied())
         .collect();
     firsts.sort();
-    let fwd_rate = (after_fwd - before_fwd) / secs;
-    let rx_rate = (after_rx - before_rx) as f64 / secs;
+    let fwd_rate = (after.forwarded - before.forwarded) / secs;
+    let rx_rate = (total.received + total.duplicates) as f64 / secs;
+    let ingest = (after.ingest_bytes - before.ingest_bytes) * 8.0 / secs / 1e6;
     println!(
         "viewers            {} requested, {} connected, {failed} failed (ramp {ramp_secs:.1} s)",
         args.viewers,
         peers.len()
     );
+    let ttff = |p: f64| percentile(&firsts, p).as_secs_f64() * 1e3;
     println!(
         "first frame        {} of {} viewers; p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         firsts.len(),
         peers.len(),
-        percentile(&firsts, 50.0).as_secs_f64() * 1e3,
-        percentile(&firsts, 95.0).as_secs_f64() * 1e3,
-        percentile(&firsts, 99.0).as_secs_f64() * 1e3,
+        ttff(50.0),
+        ttff(95.0),
+        ttff(99.0),
         firsts.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
     println!(
-        "packets            forwarded {fwd_rate:.0}/s by the server, received {rx_rate:.0}/s by the viewers ({secs:.1} s window)"
+        "packets            forwarded {fwd_rate:.0}/s by the server, received {rx_rate:.0}/s by the viewers ({secs:.1} s window); publisher ingest {ingest:.2} Mb/s"
     );
-    if let (Some(before), Some(after)) = (before_cpu, after_cpu) {
-        let cpu_us = after.cpu_us.saturating_sub(before.cpu_us) as f64;
+    println!(
+        "loss               {} of {} packets ({:.3}%); {lossy} of {} viewers at >= 1%, {silent} received nothing; worst viewer {worst:.2}%; {} duplicates",
+        total.lost,
+        total.expected,
+        total.loss_pct(),
+        windows.len(),
+        total.duplicates,
+    );
+    println!(
+        "per viewer         received {:.0} packets/s ({:.0} video), lost {:.1}/s; frames p50 {:.1}/s, min {:.1}/s",
+        per_viewer(total.received),
+        per_viewer(total.video_received),
+        per_viewer(total.lost),
+        percentile(&fps, 50.0),
+        fps.first().copied().unwrap_or_default(),
+    );
+    let mut server_cpu = None;
+    let mut kb_per_viewer = None;
+    if let (Some(b), Some(a)) = (before.server, after.server) {
+        let cpu_us = a.cpu_us.saturating_sub(b.cpu_us) as f64;
         let cores = cpu_us / 1e6 / secs;
         let per_packet = if fwd_rate > 0.0 {
             cpu_us / (fwd_rate * secs)
@@ -330,12 +472,90 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "server cost        {:.1}% of a core, {per_packet:.2} us CPU per forwarded packet, {per_core:.0} viewers per core at this bitrate, RSS {} MB",
             cores * 100.0,
-            after.rss_kb / 1024
+            a.rss_kb / 1024
         );
+        server_cpu = Some((cores * 100.0, per_packet));
+        if let Some(rss_before) = rss_before {
+            let per = a.rss_kb.saturating_sub(rss_before) as f64 / peers.len().max(1) as f64;
+            println!(
+                "server memory      RSS {} MB before the viewers, {} MB with them: {per:.0} KB per viewer",
+                rss_before / 1024,
+                a.rss_kb / 1024
+            );
+            kb_per_viewer = Some(per);
+        }
+    }
+    let tool_cpu = after.tool.cpu_us.saturating_sub(before.tool.cpu_us) as f64 / 1e4 / secs;
+    println!(
+        "load tool          {tool_cpu:.1}% of a core (this process: {} viewers' SRTP, RTP and stats), RSS {} MB",
+        peers.len(),
+        after.tool.rss_kb / 1024
+    );
+    let ok = peers.len() == args.viewers && silent == 0 && total.loss_pct() < 1.0;
+    let (cpu, us) = server_cpu.unwrap_or_default();
+    println!(
+        "summary            viewers={} connected={} loss={:.3}% lossy={lossy} silent={silent} worst={worst:.2}% fps_p50={:.1} fps_min={:.1} ttff_p50={:.0}ms ttff_p95={:.0}ms pkts_per_viewer={:.0} server_cpu={cpu:.1}% us_per_pkt={us:.2} kb_per_viewer={:.0} tool_cpu={tool_cpu:.1}% result={}",
+        args.viewers,
+        peers.len(),
+        total.loss_pct(),
+        percentile(&fps, 50.0),
+        fps.first().copied().unwrap_or_default(),
+        ttff(50.0),
+        ttff(95.0),
+        per_viewer(total.received),
+        kb_per_viewer.unwrap_or_default(),
+        if ok { "ok" } else { "FAIL" },
+    );
+    if let Some(path) = &args.csv {
+        write_csv(path, &viewers, &connected, &windows, secs)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     for peer in peers {
         let _ = peer.close().await;
     }
+    Ok(())
+}
+
+fn write_csv(
+    path: &std::path::Path,
+    viewers: &[Arc<Viewer>],
+    connected: &[bool],
+    windows: &[(usize, Tally)],
+    secs: f64,
+) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(
+        out,
+        "viewer,connected,first_frame_ms,expected,received,lost,loss_pct,duplicates,frames,fps"
+    )?;
+    let mut windows = windows.iter().peekable();
+    for (i, v) in viewers.iter().enumerate() {
+        let first = v
+            .first_frame
+            .get()
+            .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+            .unwrap_or_default();
+        let w = match windows.peek() {
+            Some((j, w)) if *j == i => {
+                windows.next();
+                *w
+            }
+            _ => Tally::default(),
+        };
+        writeln!(
+            out,
+            "{i},{},{first},{},{},{},{:.3},{},{},{:.2}",
+            connected[i],
+            w.expected,
+            w.received,
+            w.lost,
+            w.loss_pct(),
+            w.duplicates,
+            w.frames,
+            w.frames as f64 / secs
+        )?;
+    }
+    out.flush()?;
     Ok(())
 }
 
@@ -365,13 +585,5 @@ mod tests {
         assert!(h264_keyframe(&[0x78, 0x00, 0x10, 0x67]));
         assert!(h264_keyframe(&[0x7c, 0x85, 0x88]));
         assert!(!h264_keyframe(&[0x7c, 0x05, 0x88]));
-    }
-
-    #[test]
-    fn percentiles_of_sorted_durations() {
-        let d: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&d, 50.0), Duration::from_millis(51));
-        assert_eq!(percentile(&d, 95.0), Duration::from_millis(95));
-        assert_eq!(percentile(&[], 95.0), Duration::ZERO);
     }
 }

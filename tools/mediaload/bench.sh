@@ -35,7 +35,7 @@ CLIP=${CLIP:-$ROOT/target-load/mediaload-720p-2m.ivf}
 BASE_PORT=18431
 
 if [[ -z "${NO_BUILD:-}" ]]; then
-  (cd "$ROOT" && cargo build --release -p web --bin gongkai -p mediaload)
+  (cd "$ROOT" && cargo build --release -p web --bin gongkai && cargo build --release -p mediaload)
 fi
 
 if [[ ! -s "$CLIP" ]]; then

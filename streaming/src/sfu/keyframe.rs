@@ -8,12 +8,13 @@
 //! connection is. The later frames of the run reference only frames in it, so the
 //! decoder never sees a dangling reference.
 //!
-//! Pure: the packets are opaque to [`GopCache`]; [`starts_keyframe`] reads only the
-//! payload descriptor (VP8, RFC 7741) or NAL header (H.264, RFC 6184).
+//! Pure: the entries (the SFU's frames, see `frames`) are opaque to [`GopCache`];
+//! [`starts_keyframe`] reads only the payload descriptor (VP8, RFC 7741) or NAL header
+//! (H.264, RFC 6184).
 
-/// The longest run kept. Beyond it (a publisher with sparse keyframes), the cache gives
-/// up until the next keyframe rather than hand a joining viewer seconds of backlog.
-pub const MAX_PACKETS: usize = 1024;
+/// The longest run kept, in entries. Beyond it (a publisher with sparse keyframes), the
+/// cache gives up until the next keyframe rather than hold more than a viewer could use.
+pub const MAX_ENTRIES: usize = 512;
 
 /// The packets since the publisher's last keyframe began.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ impl<T: Clone> GopCache<T> {
         if self.keyframe_ts.is_none() {
             return;
         }
-        if self.packets.len() >= MAX_PACKETS {
+        if self.packets.len() >= MAX_ENTRIES {
             self.clear();
             return;
         }
@@ -193,7 +194,7 @@ mod tests {
     fn an_overlong_run_is_dropped_until_the_next_keyframe() {
         let mut cache = GopCache::default();
         cache.push(0, 0, true);
-        for i in 1..=MAX_PACKETS {
+        for i in 1..=MAX_ENTRIES {
             cache.push(i, 1, false);
         }
         assert!(cache.packets().is_empty());

@@ -14,6 +14,7 @@
 //! - `sdp`: the little SDP reading the SFU needs before the crate parses the offer.
 //! - `feedback`: the interceptor that hands viewers' PLI/FIR to the application.
 //! - [`keyframe`]: the publisher's current group of pictures, replayed to joining viewers.
+//! - [`frames`]: video packets grouped into frames, the unit that is fanned out.
 //! - [`turn`]: short-lived TURN credentials (coturn's REST-API scheme).
 //! - [`record`]: each publisher session recorded to a WebM file (fed through a bounded
 //!   channel to its own writer thread, so recording never slows forwarding).
@@ -21,7 +22,8 @@
 //! # Forwarding
 //!
 //! Each publisher track's packets go into the room's `broadcast` channel once, as an
-//! `Arc`. Each viewer task subscribes only after its peer connection is `Connected`
+//! `Arc`: audio packet by packet, video a frame at a time ([`frames`]: one wake-up per
+//! frame per viewer, and the frame's packets leave in one burst). Each viewer task subscribes only after its peer connection is `Connected`
 //! (packets before DTLS produce warnings and are lost anyway), first sends the video
 //! packets since the publisher's last keyframe (the room's [`keyframe::GopCache`],
 //! taken under the same lock as the subscription, so nothing is doubled or missed), and
@@ -34,6 +36,7 @@
 //! through the room's coalescing keyframe request, never one PLI per viewer packet.
 
 mod feedback;
+pub mod frames;
 pub mod keyframe;
 pub mod record;
 pub mod rewrite;
@@ -82,8 +85,9 @@ const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// A PLI this often even without requests: a lost keyframe otherwise freezes viewers
 /// until the next natural one, which some encoders send rarely.
 const KEYFRAME_SAFETY_INTERVAL: Duration = Duration::from_secs(10);
-/// Packets buffered per room for slow viewer tasks (about 2 s of 2 Mb/s video).
-const ROOM_CHANNEL_CAPACITY: usize = 2048;
+/// Items (audio packets, video frames) buffered per room for slow viewer tasks: about
+/// 3 s of 30 fps video with 50 audio packets/s.
+const ROOM_CHANNEL_CAPACITY: usize = 256;
 /// A cached run longer than this still goes to a joining viewer, but a fresh keyframe
 /// is requested too, so the next joiners get a shorter burst. In 90 kHz video ticks.
 const GOP_STALE_TICKS: u32 = 90_000;
@@ -186,6 +190,8 @@ pub struct MediaStatus {
     pub viewers: usize,
     pub ingest_bytes: u64,
     pub packets_forwarded: u64,
+    /// Packets not delivered to a viewer (its sender refused them or its codec did not
+    /// match), plus frames and audio packets a lagging viewer task missed.
     pub packets_dropped: u64,
     /// PLI/FIR packets received from viewers (each relayed through the coalescing path).
     pub viewer_keyframe_requests: u64,
@@ -718,12 +724,12 @@ struct PublishedTrack {
     codec: RTCRtpCodec,
 }
 
-/// One publisher packet, shared by all viewer tasks.
+/// One publisher audio packet or video frame, shared by all viewer tasks.
 struct Forwarded {
     kind: RtpCodecKind,
     mime: Arc<str>,
     source: Arc<Negotiated>,
-    packet: rtp::Packet,
+    packets: Vec<rtp::Packet>,
 }
 
 impl Room {
@@ -984,6 +990,23 @@ async fn read_publisher_track(
         // A returning publisher: viewers are waiting for a decodable frame.
         room.keyframe_wanted.notify_one();
     }
+    let publish = |batch: frames::Batch<rtp::Packet>| {
+        let forwarded = Arc::new(Forwarded {
+            kind,
+            mime: Arc::clone(&mime),
+            source: Arc::clone(&source),
+            packets: batch.packets,
+        });
+        // No receivers is normal (nobody watching yet).
+        if kind == RtpCodecKind::Video {
+            let mut gop = lock(&room.gop);
+            gop.push(Arc::clone(&forwarded), batch.timestamp, batch.keyframe);
+            let _ = room.packets.send(forwarded);
+        } else {
+            let _ = room.packets.send(forwarded);
+        }
+    };
+    let mut batcher = frames::FrameBatcher::default();
     while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
@@ -995,27 +1018,27 @@ async fn read_publisher_track(
                 if let Some(recorder) = &recorder {
                     recorder.offer(kind, &mime, &packet);
                 }
-                let keyframe = kind == RtpCodecKind::Video
-                    && keyframe::starts_keyframe(&mime, &packet.payload);
                 let timestamp = packet.header.timestamp;
-                let forwarded = Arc::new(Forwarded {
-                    kind,
-                    mime: Arc::clone(&mime),
-                    source: Arc::clone(&source),
-                    packet,
-                });
-                // No receivers is normal (nobody watching yet).
                 if kind == RtpCodecKind::Video {
-                    let mut gop = lock(&room.gop);
-                    gop.push(Arc::clone(&forwarded), timestamp, keyframe);
-                    let _ = room.packets.send(forwarded);
+                    let keyframe = keyframe::starts_keyframe(&mime, &packet.payload);
+                    let marker = packet.header.marker;
+                    for batch in batcher.push(packet, timestamp, marker, keyframe) {
+                        publish(batch);
+                    }
                 } else {
-                    let _ = room.packets.send(forwarded);
+                    publish(frames::Batch {
+                        packets: vec![packet],
+                        timestamp,
+                        keyframe: false,
+                    });
                 }
             }
             TrackRemoteEvent::OnEnded => break,
             _ => {}
         }
+    }
+    if let Some(batch) = batcher.flush() {
+        publish(batch);
     }
     let _ = done_tx.send(true);
     if kind == RtpCodecKind::Video {
@@ -1212,6 +1235,7 @@ async fn forward_to_viewer(
                         forward_packet(&room, &outputs, &mut rewriters, &forwarded).await;
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        // Counted in items (frames, audio packets): the packets are gone.
                         room.dropped.fetch_add(missed, Ordering::Relaxed);
                         room.keyframe_wanted.notify_one();
                     }
@@ -1233,7 +1257,7 @@ async fn forward_to_viewer(
     sfu.prune(&event_id);
 }
 
-/// Writes one publisher packet, rewritten, to the viewer's track of its kind.
+/// Writes one publisher packet or frame, rewritten, to the viewer's track of its kind.
 async fn forward_packet(
     room: &Room,
     outputs: &[ViewerTrack],
@@ -1244,17 +1268,19 @@ async fn forward_packet(
         if output.kind != forwarded.kind {
             continue;
         }
-        match rewriter.rewrite(&forwarded.packet, &forwarded.mime, &forwarded.source) {
-            Ok(packet) => {
-                if output.local.write_rtp(packet).await.is_ok() {
-                    room.forwarded.fetch_add(1, Ordering::Relaxed);
-                } else {
+        for packet in &forwarded.packets {
+            match rewriter.rewrite(packet, &forwarded.mime, &forwarded.source) {
+                Ok(packet) => {
+                    if output.local.write_rtp(packet).await.is_ok() {
+                        room.forwarded.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        room.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(rewrite::Skip::Empty) => {}
+                Err(rewrite::Skip::CodecNotNegotiated) => {
                     room.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-            }
-            Err(rewrite::Skip::Empty) => {}
-            Err(rewrite::Skip::CodecNotNegotiated) => {
-                room.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

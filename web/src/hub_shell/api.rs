@@ -2,6 +2,7 @@
 //! questions after the event.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
@@ -53,8 +54,8 @@ async fn connect(
 ) -> Result<Response, ApiError> {
     let event = match EventId::parse(&id).and_then(|id| state.hub.open_event(&id)) {
         // A room is open here: it follows the event's changes itself.
-        Some(event) if event.status != EventStatus::Cancelled => Event::clone(&event),
-        _ => public_event(&state, &id).await?,
+        Some(event) if event.status != EventStatus::Cancelled => event,
+        _ => Arc::new(public_event(&state, &id).await?),
     };
     let since = parse_since(query.as_deref())?;
     let upgrade = match upgrade {

@@ -23,7 +23,7 @@ esac
 DURATION=${DURATION:-20}
 
 if [[ -z "${NO_BUILD:-}" ]]; then
-  (cd "$ROOT" && cargo build --release -p web --bin gongkai -p hubload)
+  (cd "$ROOT" && cargo build --release -p web --bin gongkai -p hubload --bin hubload)
 fi
 
 WORK=$(mktemp -d /tmp/hubload.XXXXXX)

@@ -49,7 +49,10 @@
 //! node's replay buffer restarts there and its sockets get a fresh snapshot, so no seq is
 //! ever reused with different content. A replica that sees a hole or a conflicting term
 //! asks the sequencer for a [`BusMessage::Sync`] (the full replicated state) and re-sends
-//! snapshots to its sockets. Intents in flight during a failover may be lost (the sender
+//! snapshots to its sockets. So does a replica still short of an index a sequencer
+//! heartbeat announced after `lag_timeout` (3 s): entries lost with nothing after them.
+//! Merely being behind at a heartbeat is no reason: under load entries arrive late, and
+//! a needless sync (a state transfer plus a snapshot per socket) only adds to the load. Intents in flight during a failover may be lost (the sender
 //! sees no `chat.message` and can resend); state never diverges silently.
 //!
 //! # Coalescing

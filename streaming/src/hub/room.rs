@@ -26,6 +26,10 @@ pub struct RoomConfig {
     /// Viewer-count samples for the chart.
     pub sample_interval: Duration,
     pub heartbeat_interval: Duration,
+    /// A replica asks for a full sync when entries a sequencer heartbeat announced have
+    /// not arrived within this long. Under load entries are late rather than lost, and a
+    /// needless sync (a state transfer plus a snapshot to every socket) adds to the load.
+    pub lag_timeout: Duration,
     /// A node not heard from for this long is gone.
     pub peer_timeout: Duration,
     /// A new room waits this long for a sync from an existing sequencer before it
@@ -65,6 +69,7 @@ impl Default for RoomConfig {
             viewers_interval: Duration::from_secs(1),
             sample_interval: Duration::from_secs(60),
             heartbeat_interval: Duration::from_secs(1),
+            lag_timeout: Duration::from_secs(3),
             peer_timeout: Duration::from_millis(3500),
             join_grace: Duration::from_millis(1500),
             takeover_seq_jump: 1000,
@@ -234,8 +239,9 @@ pub struct Room {
     next_sample: Millis,
     /// Idle per-identity limiters are dropped this often (a full scan, so not per second).
     next_prune: Millis,
-    /// Replica: the sequencer's index from its last heartbeat, if ahead of ours.
-    lag_mark: Option<u64>,
+    /// Replica: indexes the sequencer's heartbeats announced that we have not reached
+    /// yet, with when we first heard of each (ascending; the front is the oldest).
+    announced: VecDeque<(u64, Millis)>,
     last_sync_request: Option<Millis>,
     parked: VecDeque<(Option<Origin>, Intent)>,
     effects: Vec<Effect>,
@@ -313,7 +319,7 @@ impl Room {
             next_heartbeat: now,
             next_sample: next_boundary(now, config.sample_interval),
             next_prune: now.plus(PRUNE_INTERVAL),
-            lag_mark: None,
+            announced: VecDeque::new(),
             last_sync_request: None,
             parked: VecDeque::new(),
             effects: Vec::new(),
@@ -367,7 +373,11 @@ impl Room {
         match self.role {
             Role::Joining { until } => next = next.min(until),
             Role::Sequencer => next = next.min(self.next_viewers).min(self.next_sample),
-            Role::Replica => {}
+            Role::Replica => {
+                if let Some(due) = self.lag_due() {
+                    next = next.min(due);
+                }
+            }
         }
         next
     }
@@ -1128,13 +1138,23 @@ impl Room {
         }
         let from_leader = hb.sequencer && Some(&hb.node) == self.leader().as_ref();
         if from_leader && self.role == Role::Replica && hb.term >= self.state.term {
-            // Behind on two heartbeats in a row: entries were lost, not just in flight.
-            match self.lag_mark {
-                Some(mark) if self.state.index < mark => {
-                    self.request_sync(now, Some(hb.node.clone()));
-                    self.lag_mark = None;
-                }
-                _ => self.lag_mark = (hb.index > self.state.index).then_some(hb.index),
+            // Being behind proves nothing yet (the entries may be in flight, or not even
+            // published before this heartbeat): note the index; `drive` asks for a sync
+            // only if we have not reached it within `lag_timeout`. A mark above what the
+            // leader now reports came from a previous leader and will never be reached.
+            while self
+                .announced
+                .back()
+                .is_some_and(|&(index, _)| index > hb.index)
+            {
+                self.announced.pop_back();
+            }
+            let new_mark = self
+                .announced
+                .back()
+                .is_none_or(|&(index, _)| index < hb.index);
+            if hb.index > self.state.index && new_mark {
+                self.announced.push_back((hb.index, now));
             }
         }
         self.peers.insert(
@@ -1201,7 +1221,7 @@ impl Room {
         self.state = state;
         self.role = Role::Replica;
         self.touch_peer(now, &from, Some(term));
-        self.lag_mark = None;
+        self.announced.clear();
         // Frames and entries of a log we no longer follow must not go out.
         self.outbox.clear();
         self.unpublished.clear();
@@ -1296,6 +1316,7 @@ impl Room {
                     sequencer: self.role == Role::Sequencer,
                 })));
         }
+        self.check_lag(now);
         if now >= self.next_prune {
             self.next_prune = now.plus(PRUNE_INTERVAL);
             self.prune_locals(now);
@@ -1321,6 +1342,36 @@ impl Room {
         {
             self.flush(now);
         }
+    }
+
+    /// Replica: entries a heartbeat announced that are still missing after
+    /// `lag_timeout` were lost on the bus, so ask for the whole state.
+    fn check_lag(&mut self, now: Millis) {
+        if self.role != Role::Replica {
+            self.announced.clear();
+            return;
+        }
+        let index = self.state.index;
+        while self
+            .announced
+            .front()
+            .is_some_and(|&(mark, _)| mark <= index)
+        {
+            self.announced.pop_front();
+        }
+        if self.lag_due().is_some_and(|due| now >= due) {
+            tracing::info!(
+                index,
+                "entries announced by the sequencer did not arrive; syncing"
+            );
+            self.announced.clear();
+            self.request_sync(now, self.leader());
+        }
+    }
+
+    fn lag_due(&self) -> Option<Millis> {
+        let &(_, since) = self.announced.front()?;
+        Some(since.plus(self.config.lag_timeout))
     }
 
     fn update_role(&mut self, now: Millis) {

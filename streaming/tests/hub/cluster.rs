@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use streaming::hub::{ConnId, Op, RoomConfig, ServerMessage, StaffRole};
+use streaming::hub::{BusMessage, ConnId, Op, RoomConfig, ServerMessage, StaffRole};
 
-use crate::sim::{Sim, config};
+use crate::sim::{BusFault, Fault, Sim, config};
 
 fn chat_ids(sim: &Sim, node: usize, conn: ConnId) -> Vec<u64> {
     sim.client(node, conn)
@@ -233,4 +233,146 @@ fn three_nodes_sum_viewers() {
     sim.advance(60_000);
     assert_eq!(sim.samples.len() - before, 1);
     assert_eq!(sim.samples.last().map(|s| s.counts.current), Some(7));
+}
+
+fn entries_fault(fault: Fault) -> Option<BusFault> {
+    Some(BusFault {
+        applies_to: |message| matches!(message, BusMessage::Entries { .. }),
+        fault,
+    })
+}
+
+/// A sequencer (node 0) and a replica (node 1) that synced from it, one viewer on each.
+fn sequencer_and_replica() -> (Sim, ConnId, ConnId) {
+    let mut sim = Sim::new(1, config());
+    sim.advance(3000);
+    sim.add_node(1, clustered(), Default::default());
+    sim.advance(3000);
+    assert!(sim.room(0).is_sequencer() && !sim.room(1).is_sequencer());
+    let a = sim.join(0, "a", None);
+    let b = sim.join(1, "b", None);
+    sim.advance(2000);
+    (sim, a, b)
+}
+
+fn snapshots(sim: &Sim, node: usize, conn: ConnId) -> usize {
+    sim.client(node, conn)
+        .count(|m| matches!(m, ServerMessage::Snapshot(_)))
+}
+
+#[test]
+fn late_entries_within_the_lag_timeout_cause_no_sync() {
+    let (mut sim, a, b) = sequencer_and_replica();
+    let heartbeat = config().heartbeat_interval.as_millis() as u64;
+    let lag_timeout = config().lag_timeout.as_millis() as u64;
+    let delay = lag_timeout - 500;
+    assert!(
+        delay > 2 * heartbeat,
+        "the old rule synced after two heartbeats"
+    );
+    let syncs = sim.sync_requests().len();
+    // Under load every entry arrives late, by more than two heartbeats.
+    sim.fault = entries_fault(Fault::Delay(Duration::from_millis(delay)));
+    let senders: Vec<ConnId> = (0..4)
+        .map(|i| sim.join(0, &format!("s{i}"), None))
+        .collect();
+    for round in 0..20 {
+        sim.chat(0, senders[round % 4], &format!("m{round}"));
+        sim.advance(500);
+    }
+    sim.chat(0, a, "last");
+    sim.advance(delay / 2);
+    let behind = sim.room(0).seq() - sim.room(1).seq();
+    assert!(
+        behind > 0,
+        "the replica is behind while entries are in flight"
+    );
+    sim.advance(lag_timeout * 2);
+
+    assert_eq!(sim.sync_requests().len(), syncs, "no sync for late entries");
+    assert_eq!(sim.room(1).seq(), sim.room(0).seq());
+    let c = sim.client(1, b);
+    assert_eq!(snapshots(&sim, 1, b), 1, "no snapshot resent");
+    c.assert_consistent(false);
+    assert_eq!(c.chat_texts(), sim.client(0, a).chat_texts());
+    assert_eq!(c.chat_texts().len(), 21);
+}
+
+#[test]
+fn lost_entries_are_synced_within_the_lag_timeout_and_a_heartbeat() {
+    let (mut sim, a, b) = sequencer_and_replica();
+    let heartbeat = config().heartbeat_interval.as_millis() as u64;
+    let lag_timeout = config().lag_timeout.as_millis() as u64;
+    let syncs = sim.sync_requests().len();
+    sim.fault = entries_fault(Fault::Drop);
+    sim.chat(0, a, "lost");
+    let sent = sim.now;
+    // Within a coalescing window, so the entry has surely been published (and lost).
+    sim.advance(150);
+    sim.fault = None;
+    // Nothing else is posted, so no later entry reveals a gap: only the heartbeats
+    // announce that the replica is behind.
+    sim.advance(lag_timeout - 150 - 1);
+    assert_eq!(
+        sim.sync_requests().len(),
+        syncs,
+        "not before the lag timeout"
+    );
+    assert!(sim.client(1, b).chat_texts().is_empty());
+    sim.advance(heartbeat + 1);
+
+    let requests = sim.sync_requests();
+    assert_eq!(requests.len(), syncs + 1, "{requests:?}");
+    let (node, at) = requests[syncs];
+    assert_eq!(node, 1);
+    assert!(
+        at.0 - sent.0 <= lag_timeout + heartbeat,
+        "asked {} ms after",
+        at.0 - sent.0
+    );
+    // The replica converged on the sequencer's state and resent its viewer a snapshot.
+    assert_eq!(sim.room(1).seq(), sim.room(0).seq());
+    assert_eq!(
+        sim.room(1).snapshot().messages,
+        sim.room(0).snapshot().messages
+    );
+    let c = sim.client(1, b);
+    assert_eq!(snapshots(&sim, 1, b), 2);
+    c.assert_consistent(false);
+    let resent: Vec<&str> = c
+        .received
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            ServerMessage::Snapshot(s) => {
+                Some(s.messages.iter().map(|m| m.text.as_str()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert_eq!(resent, ["lost"]);
+    // And it keeps following the log.
+    sim.chat(0, a, "after");
+    sim.advance(500);
+    assert_eq!(sim.client(1, b).chat_texts(), ["after"]);
+    assert_eq!(sim.sync_requests().len(), syncs + 1);
+}
+
+#[test]
+fn a_gap_in_the_entries_syncs_at_once() {
+    let (mut sim, a, b) = sequencer_and_replica();
+    let syncs = sim.sync_requests().len();
+    sim.fault = entries_fault(Fault::Drop);
+    sim.chat(0, a, "lost");
+    sim.advance(200);
+    sim.fault = None;
+    sim.chat(0, a, "next");
+    let requests = sim.sync_requests();
+    assert_eq!(requests.len(), syncs + 1);
+    assert_eq!(requests[syncs], (1, sim.now));
+    assert_eq!(
+        sim.room(1).snapshot().messages,
+        sim.room(0).snapshot().messages
+    );
+    sim.client(1, b).assert_consistent(false);
 }

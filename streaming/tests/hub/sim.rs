@@ -116,10 +116,37 @@ pub struct Node {
     pub down: bool,
 }
 
+/// A bus fault: what happens to the messages `applies_to` picks.
+#[derive(Debug, Clone, Copy)]
+pub struct BusFault {
+    pub applies_to: fn(&BusMessage) -> bool,
+    pub fault: Fault,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Delivered this much later (after messages published since, as under load).
+    Delay(Duration),
+    Drop,
+}
+
+/// A message some node published (heartbeats included), for checks on bus traffic.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub node: usize,
+    pub at: Millis,
+    pub message: BusMessage,
+}
+
 pub struct Sim {
     pub now: Millis,
     pub nodes: Vec<Node>,
     bus: VecDeque<(usize, BusMessage)>,
+    /// Applies to messages published from when it is set until it is reset to `None`.
+    pub fault: Option<BusFault>,
+    /// Delayed messages: when due, sender, message (in publish order).
+    delayed: VecDeque<(Millis, usize, BusMessage)>,
+    pub published: Vec<Published>,
     pub persisted: Vec<Entry>,
     pub samples: Vec<ViewerSample>,
     /// Every effect in order, rendered, for snapshot tests.
@@ -138,6 +165,9 @@ impl Sim {
             now: Millis(1_700_000_000_000),
             nodes: Vec::new(),
             bus: VecDeque::new(),
+            fault: None,
+            delayed: VecDeque::new(),
+            published: Vec::new(),
             persisted: Vec::new(),
             samples: Vec::new(),
             log: Vec::new(),
@@ -244,20 +274,25 @@ impl Sim {
         self.apply(node, effects);
     }
 
-    /// Advances fake time by `ms`, ticking each room when it asks and delivering the bus.
+    /// Advances fake time by `ms`, ticking each room when it asks and delivering the bus
+    /// (delayed messages when they are due).
     pub fn advance(&mut self, ms: u64) {
         let target = Millis(self.now.0 + ms);
         loop {
+            self.deliver_due();
             self.settle();
             let next = self
                 .nodes
                 .iter()
                 .filter(|n| !n.down)
                 .map(|n| n.room.poll_timeout())
+                .chain(self.delayed.front().map(|d| d.0))
                 .min();
             match next {
                 Some(next) if next <= target => {
                     self.now = self.now.max(next);
+                    self.deliver_due();
+                    self.settle();
                     for i in 0..self.nodes.len() {
                         if !self.nodes[i].down && self.nodes[i].room.poll_timeout() <= self.now {
                             self.input(i, Input::Tick);
@@ -268,10 +303,28 @@ impl Sim {
             }
         }
         self.now = target;
+        self.deliver_due();
         for i in 0..self.nodes.len() {
             self.input(i, Input::Tick);
         }
         self.settle();
+    }
+
+    /// Sync requests published so far: by which node, when.
+    pub fn sync_requests(&self) -> Vec<(usize, Millis)> {
+        self.published
+            .iter()
+            .filter(|p| matches!(p.message, BusMessage::SyncRequest { .. }))
+            .map(|p| (p.node, p.at))
+            .collect()
+    }
+
+    fn deliver_due(&mut self) {
+        while self.delayed.front().is_some_and(|d| d.0 <= self.now) {
+            if let Some((_, from, message)) = self.delayed.pop_front() {
+                self.bus.push_back((from, message));
+            }
+        }
     }
 
     /// Delivers bus messages until quiet (instant delivery, in publish order).
@@ -322,10 +375,25 @@ impl Sim {
                 }
                 Effect::Persist(entry) => self.persisted.push(entry),
                 Effect::Publish(message) => {
-                    if !n.down {
-                        // Through bytes, as over NATS.
-                        let message = BusMessage::decode(&message.encode()).unwrap();
-                        self.bus.push_back((node, message));
+                    if n.down {
+                        continue;
+                    }
+                    // Through bytes, as over NATS.
+                    let message = BusMessage::decode(&message.encode()).unwrap();
+                    self.published.push(Published {
+                        node,
+                        at: self.now,
+                        message: message.clone(),
+                    });
+                    match self.fault {
+                        Some(f) if (f.applies_to)(&message) => match f.fault {
+                            Fault::Delay(by) => {
+                                let due = Millis(self.now.0 + by.as_millis() as u64);
+                                self.delayed.push_back((due, node, message));
+                            }
+                            Fault::Drop => {}
+                        },
+                        _ => self.bus.push_back((node, message)),
                     }
                 }
                 Effect::SampleViewers(sample) => self.samples.push(sample),

@@ -2,6 +2,7 @@
 //! questions after the event.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
@@ -53,8 +54,8 @@ async fn connect(
 ) -> Result<Response, ApiError> {
     let event = match EventId::parse(&id).and_then(|id| state.hub.open_event(&id)) {
         // A room is open here: it follows the event's changes itself.
-        Some(event) if event.status != EventStatus::Cancelled => Event::clone(&event),
-        _ => public_event(&state, &id).await?,
+        Some(event) if event.status != EventStatus::Cancelled => event,
+        _ => Arc::new(public_event(&state, &id).await?),
     };
     let since = parse_since(query.as_deref())?;
     let upgrade = match upgrade {
@@ -64,10 +65,12 @@ async fn connect(
     let who = identity(caller.as_ref(), viewer.as_ref(), ip);
     tracing::debug!(event = %event.id, staff = who.role.is_some(), read_only = who.read_only, "websocket");
     let hub = state.hub.clone();
-    // The default 128 KiB read buffer is zero-filled and kept per socket: at tens of
-    // thousands of idle viewers that alone is gigabytes. Client frames are <= 16 KiB.
+    // The read buffer is zero-filled and kept per socket (the default 128 KiB would be
+    // gigabytes at tens of thousands of idle viewers), and it is most of what an idle
+    // socket costs. Client frames are small (a ping is ~40 bytes, a long chat message
+    // ~1.5 KB); a larger frame grows the buffer to fit and takes a few more reads.
     Ok(upgrade
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(16 * 1024)
         .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)

@@ -4,7 +4,7 @@
 //! - [`Hub`]: this node's rooms (one task per event with connections), its node id, the
 //!   bus, and the tasks to wait for at shutdown.
 //! - `room_task`: the task that owns one `Room`, feeds it and carries out its effects.
-//! - `socket`: one WebSocket (send task + receive task).
+//! - `socket`: one WebSocket (one task: a send loop and a receive loop).
 //! - `outbox`: a socket's bounded queue (overflow closes with 4001).
 //! - `persist`: the per-room database writer.
 //! - `bus`: in-process or NATS fan-out between nodes.

@@ -1,5 +1,5 @@
 //! [`Outbox`]: one socket's bounded outgoing queue, shared by the room task (which
-//! pushes and never waits) and the socket's send task (which drains).
+//! pushes and never waits) and the socket's send loop (which drains).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -21,7 +21,7 @@ struct State {
     close: Option<(u16, &'static str)>,
 }
 
-/// What the send task does next.
+/// What the send loop does next.
 #[derive(Debug)]
 pub enum Next {
     Frames(Vec<Frame>),

@@ -1,9 +1,16 @@
-//! One WebSocket: a send task draining its [`Outbox`] and a receive task feeding the
-//! room, joined with `select!`; whichever ends first ends the other.
+//! One WebSocket: one task, in which a send loop draining its [`Outbox`] and a receive
+//! loop feeding the room are joined with `select!`; whichever ends first ends the other.
+//!
+//! Tens of thousands of mostly idle sockets each keep their task's future for their
+//! whole life, so its size is memory per viewer: what only the join needs (the event,
+//! the identity, the join command) lives in a boxed future that is freed once joined.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use streaming::hub::{
@@ -33,46 +40,92 @@ const JOIN_ATTEMPTS: usize = 3;
 /// Local `nickname_required` replies per read-only socket (beyond: silently dropped).
 const LOCAL_REPLIES: RateLimit = RateLimit::new(10.0, 30.0);
 
-pub async fn serve(hub: Hub, socket: WebSocket, event: Event, who: Who, since: Option<u64>) {
+/// The socket's task. Not an `async fn`: that would keep its arguments (the socket
+/// before the split, the event, the identity) in the future for the socket's life.
+pub fn serve(
+    hub: Hub,
+    socket: WebSocket,
+    event: Arc<Event>,
+    who: Who,
+    since: Option<u64>,
+) -> impl Future<Output = ()> + Send + 'static {
     metrics::gauge!(WEBSOCKETS_OPEN).increment(1.0);
-    let _open = OpenGuard;
+    let open = OpenGuard;
     let conn = hub.next_conn();
     let options = &hub.0.options;
     let outbox = Outbox::new(options.queue_frames, options.queue_bytes);
-    let Some(room) = join(&hub, &event, conn, &who, since, &outbox).await else {
-        outbox.close(CLOSE_INTERNAL, "room unavailable");
-        let (sink, _) = socket.split();
-        send_loop(sink, &outbox).await;
+    let read_only = who.read_only;
+    let (sink, stream) = socket.split();
+    let joining = Box::pin(join(
+        hub.clone(),
+        event,
+        conn,
+        who,
+        since,
+        Arc::clone(&outbox),
+    ));
+    let socket = Socket {
+        conn,
+        read_only,
+        outbox,
+        sink,
+        stream,
+        _open: open,
+    };
+    run(socket, joining)
+}
+
+/// What a socket keeps after joining.
+struct Socket {
+    conn: ConnId,
+    read_only: bool,
+    outbox: Arc<Outbox>,
+    sink: SplitSink<WebSocket, Message>,
+    stream: SplitStream<WebSocket>,
+    _open: OpenGuard,
+}
+
+async fn run(
+    socket: Socket,
+    joining: Pin<Box<impl Future<Output = Option<mpsc::Sender<Command>>>>>,
+) {
+    // Fields are moved out where used rather than destructured up front, which may give
+    // each a second slot in this future.
+    let conn = socket.conn;
+    let Some(room) = joining.await else {
+        socket.outbox.close(CLOSE_INTERNAL, "room unavailable");
+        send_loop(socket.sink, &socket.outbox).await;
         return;
     };
-    let (sink, stream) = socket.split();
-    let send = send_loop(sink, &outbox);
-    let receive = receive_loop(stream, conn, &room, &outbox, who.read_only);
     tokio::select! {
-        () = send => {}
-        () = receive => {}
+        () = send_loop(socket.sink, &socket.outbox) => {}
+        () = receive_loop(socket.stream, conn, &room, &socket.outbox, socket.read_only) => {}
     }
-    let _ = room.send(Command::Leave { conn }).await;
+    // `reserve` then `send` rather than `Sender::send`: the latter's future holds a
+    // whole `Command`, and this future's size is paid by every open socket.
+    if let Ok(permit) = room.reserve().await {
+        permit.send(Command::Leave { conn });
+    }
     tracing::debug!(conn = conn.0, "socket closed");
 }
 
 async fn join(
-    hub: &Hub,
-    event: &Event,
+    hub: Hub,
+    event: Arc<Event>,
     conn: ConnId,
-    who: &Who,
+    who: Who,
     since: Option<u64>,
-    outbox: &Arc<Outbox>,
+    outbox: Arc<Outbox>,
 ) -> Option<mpsc::Sender<Command>> {
     for _ in 0..JOIN_ATTEMPTS {
-        let room = hub.room(event);
+        let room = hub.room(&event);
         let (joined, done) = oneshot::channel();
         let command = Command::Join {
             conn,
             viewer: who.viewer.clone(),
             role: who.role,
             since,
-            outbox: Arc::clone(outbox),
+            outbox: Arc::clone(&outbox),
             joined,
         };
         if room.send(command).await.is_ok() && done.await.is_ok() {
@@ -82,7 +135,7 @@ async fn join(
     None
 }
 
-async fn send_loop(mut sink: futures::stream::SplitSink<WebSocket, Message>, outbox: &Outbox) {
+async fn send_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox) {
     loop {
         match outbox.next().await {
             Next::Frames(frames) => {
@@ -109,7 +162,7 @@ async fn send_loop(mut sink: futures::stream::SplitSink<WebSocket, Message>, out
 }
 
 async fn receive_loop(
-    mut stream: futures::stream::SplitStream<WebSocket>,
+    mut stream: SplitStream<WebSocket>,
     conn: ConnId,
     room: &mpsc::Sender<Command>,
     outbox: &Outbox,
@@ -138,13 +191,14 @@ async fn receive_loop(
             }
             continue;
         }
-        let command = Command::Text {
+        // As in `run`: no `Command` held across the wait for queue space.
+        let Ok(permit) = room.reserve().await else {
+            return;
+        };
+        permit.send(Command::Text {
             conn,
             text: text.as_str().to_owned(),
-        };
-        if room.send(command).await.is_err() {
-            return;
-        }
+        });
     }
 }
 

@@ -29,6 +29,13 @@ mod clip;
 /// The SFU's PLI/FIR interceptor, shared so the publisher sees keyframe requests too.
 #[path = "../../../streaming/src/sfu/feedback.rs"]
 mod feedback;
+/// The SFU's keyframe test (pure), so "first frame" means what the SFU's cache means.
+#[path = "../../../streaming/src/sfu/keyframe.rs"]
+#[allow(
+    dead_code,
+    reason = "only the keyframe test is used here, not the cache"
+)]
+mod keyframe;
 #[path = "../../hubload/src/procstat.rs"]
 mod procstat;
 mod publisher;
@@ -157,64 +164,12 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
-/// Whether an RTP payload begins a keyframe: VP8 (RFC 7741: start of partition 0 and
-/// the inverse key-frame bit clear) or H.264 (an IDR or SPS NAL unit, alone or first in
-/// a STAP-A or FU-A). Only video packets are tested: an Opus TOC byte can look like a
-/// NAL header.
+/// Whether a video RTP payload begins a keyframe, by the SFU's own test (VP8 or H.264:
+/// the viewer only offers those). Only video packets are tested: an Opus TOC byte can
+/// look like a NAL header.
 fn starts_keyframe(payload: &[u8]) -> bool {
-    vp8_keyframe(payload) || h264_keyframe(payload)
-}
-
-fn vp8_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    let start = first & 0x10 != 0;
-    let partition = first & 0x0f;
-    if !start || partition != 0 {
-        return false;
-    }
-    let mut i = 1;
-    if first & 0x80 != 0 {
-        let Some(&ext) = payload.get(1) else {
-            return false;
-        };
-        i = 2;
-        if ext & 0x80 != 0 {
-            // PictureID: 7 or 15 bits.
-            i += if payload.get(i).is_some_and(|b| b & 0x80 != 0) {
-                2
-            } else {
-                1
-            };
-        }
-        if ext & 0x40 != 0 {
-            i += 1;
-        }
-        if ext & 0x30 != 0 {
-            i += 1;
-        }
-    }
-    // Keyframes carry the start code 9d 01 2a after the 3-byte frame tag.
-    payload.get(i).is_some_and(|tag| tag & 0x01 == 0)
-        && payload.get(i + 3..i + 6) == Some(&[0x9d, 0x01, 0x2a][..])
-}
-
-fn h264_keyframe(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    let nal = match first & 0x1f {
-        // STAP-A: the first aggregated unit's header follows a 2-byte size.
-        24 => payload.get(3).map(|b| b & 0x1f),
-        // FU-A: the start fragment names the unit type.
-        28 => payload
-            .get(1)
-            .filter(|fu| **fu & 0x80 != 0)
-            .map(|fu| fu & 0x1f),
-        other => Some(other),
-    };
-    matches!(nal, Some(5 | 7))
+    keyframe::starts_keyframe("video/VP8", payload)
+        || keyframe::starts_keyframe("video/H264", payload)
 }
 
 async fn viewer(
@@ -557,33 +512,4 @@ fn write_csv(
     }
     out.flush()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_vp8_keyframes_only() {
-        // S=1, PID=0, no extensions; frame tag with key bit 0; start code.
-        let key = [0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40];
-        assert!(vp8_keyframe(&key));
-        let inter = [0x10, 0x51, 0x02, 0x00, 0x00, 0x00, 0x00];
-        assert!(!vp8_keyframe(&inter));
-        // X=1 with a 15-bit picture id.
-        let extended = [0x90, 0x80, 0x81, 0x23, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a];
-        assert!(vp8_keyframe(&extended));
-        let continuation = [0x00, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a];
-        assert!(!vp8_keyframe(&continuation));
-    }
-
-    #[test]
-    fn recognises_h264_idr_sps_and_fragments() {
-        assert!(h264_keyframe(&[0x65, 0x88]));
-        assert!(h264_keyframe(&[0x67, 0x42]));
-        assert!(!h264_keyframe(&[0x41, 0x9a]));
-        assert!(h264_keyframe(&[0x78, 0x00, 0x10, 0x67]));
-        assert!(h264_keyframe(&[0x7c, 0x85, 0x88]));
-        assert!(!h264_keyframe(&[0x7c, 0x05, 0x88]));
-    }
 }

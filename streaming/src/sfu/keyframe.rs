@@ -62,7 +62,7 @@ impl<T: Clone> GopCache<T> {
     }
 
     /// The run so far: empty when no keyframe has been seen since the last clear.
-    pub fn packets(&self) -> &[T] {
+    pub fn entries(&self) -> &[T] {
         &self.packets
     }
 
@@ -169,15 +169,15 @@ mod tests {
     fn the_run_starts_at_the_last_keyframe() {
         let mut cache = GopCache::default();
         cache.push(1, 100, false); // before any keyframe: useless to a new decoder
-        assert!(cache.packets().is_empty());
+        assert!(cache.entries().is_empty());
         cache.push(2, 200, true);
         cache.push(3, 200, false);
         cache.push(4, 300, false);
-        assert_eq!(cache.packets(), &[2, 3, 4]);
+        assert_eq!(cache.entries(), &[2, 3, 4]);
         assert_eq!(cache.span(), 100);
         cache.push(5, 400, true);
         cache.push(6, 500, false);
-        assert_eq!(cache.packets(), &[5, 6]);
+        assert_eq!(cache.entries(), &[5, 6]);
     }
 
     #[test]
@@ -187,7 +187,7 @@ mod tests {
         cache.push("pps", 900, true);
         cache.push("idr", 900, true);
         cache.push("p", 3900, false);
-        assert_eq!(cache.packets(), &["sps", "pps", "idr", "p"]);
+        assert_eq!(cache.entries(), &["sps", "pps", "idr", "p"]);
     }
 
     #[test]
@@ -197,13 +197,13 @@ mod tests {
         for i in 1..=MAX_ENTRIES {
             cache.push(i, 1, false);
         }
-        assert!(cache.packets().is_empty());
+        assert!(cache.entries().is_empty());
         cache.push(7, 2, false);
-        assert!(cache.packets().is_empty());
+        assert!(cache.entries().is_empty());
         cache.push(8, 3, true);
-        assert_eq!(cache.packets(), &[8]);
+        assert_eq!(cache.entries(), &[8]);
         cache.clear();
-        assert!(cache.packets().is_empty());
+        assert!(cache.entries().is_empty());
         assert_eq!(cache.span(), 0);
     }
 }

@@ -23,14 +23,15 @@
 //!
 //! Each publisher track's packets go into the room's `broadcast` channel once, as an
 //! `Arc`: audio packet by packet, video a frame at a time ([`frames`]: one wake-up per
-//! frame per viewer, and the frame's packets leave in one burst). Each viewer task subscribes only after its peer connection is `Connected`
-//! (packets before DTLS produce warnings and are lost anyway), first sends the video
-//! packets since the publisher's last keyframe (the room's [`keyframe::GopCache`],
-//! taken under the same lock as the subscription, so nothing is doubled or missed), and
-//! then writes rewritten live packets to its own tracks. Without a usable cached run it
-//! asks the publisher for a keyframe (PLI, coalesced so many joining viewers cause one
-//! request per `KEYFRAME_MIN_INTERVAL`). NACKs from
-//! viewers are answered by the crate's NACK responder interceptor from its send buffer.
+//! frame per viewer, and the frame's packets leave in one burst). Each viewer task
+//! subscribes only after its peer connection is `Connected` (packets before DTLS produce
+//! warnings and are lost anyway), first sends the video since the publisher's last
+//! keyframe (the room's [`keyframe::GopCache`], taken under the same lock as the
+//! subscription, so nothing is doubled or missed), and then writes rewritten live
+//! packets to its own tracks. Without a usable cached run it asks the publisher for a
+//! keyframe (PLI, coalesced so many joining viewers cause one request per
+//! `KEYFRAME_MIN_INTERVAL`). NACKs from viewers are answered by the crate's NACK
+//! responder interceptor from its send buffer.
 //! A viewer that falls behind the channel loses packets (counted) and asks for a keyframe.
 //! Viewers' own PLI/FIR (a decoder that lost a frame) reach the publisher the same way:
 //! through the room's coalescing keyframe request, never one PLI per viewer packet.
@@ -1201,7 +1202,7 @@ async fn forward_to_viewer(
             let gop = lock(&room.gop);
             let span = gop.span();
             let cached = if span <= GOP_MAX_REPLAY_TICKS {
-                gop.packets().to_vec()
+                gop.entries().to_vec()
             } else {
                 Vec::new()
             };
@@ -1211,11 +1212,17 @@ async fn forward_to_viewer(
             room.keyframe_wanted.notify_one();
         }
         if !cached.is_empty() {
-            tracing::debug!(event_id = %room.event_id, session, packets = cached.len(), "replaying the run since the last keyframe");
+            tracing::debug!(
+                event_id = %room.event_id,
+                session,
+                frames = cached.len(),
+                "replaying the run since the last keyframe"
+            );
         }
         for forwarded in &cached {
             forward_packet(&room, &outputs, &mut rewriters, forwarded).await;
         }
+        // Not kept for the viewer's life: the room's cache moves on without it.
         drop(cached);
         let relays: Vec<_> = outputs
             .iter()

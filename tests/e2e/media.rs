@@ -1381,3 +1381,38 @@ async fn a_joining_chromium_viewer_decodes_at_once_even_when_the_publisher_ignor
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_h264_only_publisher_is_decoded_by_the_chromium_player() {
+    use crate::support::browser::BrowserOptions;
+
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    // The publisher offers H.264 only, so the SFU has nothing else to forward: frames the
+    // player decodes are H.264 frames.
+    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "20", "h264"]);
+    let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
+    assert_eq!(published["status"], 201, "{published}");
+    let status = wait_status(&app, &event, |s| s["publishing"] == true).await;
+    assert_eq!(status["publishing"], true, "{status}");
+    let page = app.url(&format!("/events/{event}"));
+    Browser::run_with(
+        "media_h264_chromium",
+        BrowserOptions { media: true },
+        |browser| async move {
+            browser.goto(&page).await?;
+            let frames = wait_js(
+                &browser,
+                "Number(document.getElementById('player').dataset.framesDecoded || 0)",
+                Duration::from_secs(20),
+                |v| v.as_f64().is_some_and(|n| n > 10.0),
+            )
+            .await?;
+            eprintln!("chromium viewer framesDecoded: {frames} (H.264 publisher)");
+            Ok(())
+        },
+    )
+    .await;
+    drop(publisher);
+}

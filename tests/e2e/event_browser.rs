@@ -119,22 +119,7 @@ async fn flow(base: &str, admin: &Client, b: &Client, c: &Client) -> anyhow::Res
     let page = format!("{base}/events/{event_id}");
     for (client, nick) in [(b, "网友甲"), (c, "网友乙")] {
         client.goto(&page).await?;
-        client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#nickname-form:not([hidden])"))
-            .await?;
-        fill(client, "#nickname", nick).await?;
-        client
-            .find(Locator::Css("#nickname-form button"))
-            .await?
-            .click()
-            .await?;
-        client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#chat-form:not([hidden])"))
-            .await?;
+        choose_nickname(client, nick).await?;
     }
     admin.goto(&page).await?;
     admin
@@ -284,6 +269,27 @@ async fn flow(base: &str, admin: &Client, b: &Client, c: &Client) -> anyhow::Res
         peak >= 2,
         "peak viewers {peak}, expected at least the two viewers"
     );
+    Ok(())
+}
+
+/// Chooses a nickname on an event page and waits until the chat form is offered.
+pub(crate) async fn choose_nickname(client: &Client, nick: &str) -> anyhow::Result<()> {
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#nickname-form:not([hidden])"))
+        .await?;
+    fill(client, "#nickname", nick).await?;
+    client
+        .find(Locator::Css("#nickname-form button"))
+        .await?
+        .click()
+        .await?;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#chat-form:not([hidden])"))
+        .await?;
     Ok(())
 }
 

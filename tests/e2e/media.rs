@@ -416,14 +416,26 @@ async fn whip_and_whep_reject_bad_input_with_clear_errors() {
     assert_eq!(health.status(), 200);
 }
 
+/// The event page player's decoded-frame count, as it publishes it.
+const PLAYER_FRAMES: &str = "Number(document.getElementById('player').dataset.framesDecoded || 0)";
+
 async fn frames_decoded(client: &fantoccini::Client) -> anyhow::Result<f64> {
     let value = client
-        .execute(
-            "return Number(document.getElementById('player').dataset.framesDecoded || 0);",
-            vec![],
-        )
+        .execute(&format!("return {PLAYER_FRAMES};"), vec![])
         .await?;
     Ok(value.as_f64().unwrap_or(0.0))
+}
+
+/// Waits until the event page's player has decoded more than `above` frames.
+async fn wait_frames_above(
+    client: &fantoccini::Client,
+    above: f64,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    wait_js(client, PLAYER_FRAMES, timeout, |v| {
+        v.as_f64().is_some_and(|n| n > above)
+    })
+    .await
 }
 
 /// Polls `script` (a JS expression) in `client` until `done(value)`, at most `timeout`.
@@ -452,7 +464,7 @@ async fn wait_js(
 /// both sessions' recordings beside the text record holding the chat.
 #[tokio::test]
 async fn chromium_broadcaster_page_live_with_chat_then_stop_and_replay() {
-    use crate::event_browser::{fill, send_chat, wait_text};
+    use crate::event_browser::{choose_nickname, send_chat, wait_text};
     use crate::support::browser::BrowserOptions;
     use fantoccini::Locator;
 
@@ -518,32 +530,11 @@ async fn chromium_broadcaster_page_live_with_chat_then_stop_and_replay() {
 
             let client = &viewer_client;
             client.goto(&format!("{base}/events/{event}")).await?;
-            let frames = wait_js(
-                client,
-                "Number(document.getElementById('player').dataset.framesDecoded || 0)",
-                Duration::from_secs(30),
-                |v| v.as_f64().is_some_and(|n| n > 0.0),
-            )
-            .await?;
+            let frames = wait_frames_above(client, 0.0, Duration::from_secs(30)).await?;
             eprintln!("chromium viewer framesDecoded: {frames}");
 
             // The viewer chats beside the player.
-            client
-                .wait()
-                .at_most(Duration::from_secs(20))
-                .for_element(Locator::Css("#nickname-form:not([hidden])"))
-                .await?;
-            fill(client, "#nickname", "观众甲").await?;
-            client
-                .find(Locator::Css("#nickname-form button"))
-                .await?
-                .click()
-                .await?;
-            client
-                .wait()
-                .at_most(Duration::from_secs(20))
-                .for_element(Locator::Css("#chat-form:not([hidden])"))
-                .await?;
+            choose_nickname(client, "观众甲").await?;
             send_chat(client, "画面很清楚").await?;
             wait_text(client, "#chat-messages", "画面很清楚").await?;
 
@@ -570,13 +561,7 @@ async fn chromium_broadcaster_page_live_with_chat_then_stop_and_replay() {
                 "whip_publisher.py",
                 &[&format!("{app_url}/whip/{event}"), &obs_token, "8"],
             );
-            let after = wait_js(
-                client,
-                "Number(document.getElementById('player').dataset.framesDecoded || 0)",
-                Duration::from_secs(30),
-                |v| v.as_f64().is_some_and(|n| n > before + 30.0),
-            )
-            .await?;
+            let after = wait_frames_above(client, before + 30.0, Duration::from_secs(30)).await?;
             eprintln!("chromium viewer framesDecoded: {before} -> {after} (aiortc publisher)");
             let lines = publisher.finish().await;
             anyhow::ensure!(
@@ -1367,13 +1352,7 @@ async fn a_joining_chromium_viewer_decodes_at_once_even_when_the_publisher_ignor
             // it is short enough to be replayed (`GOP_MAX_REPLAY_TICKS`, 5 s).
             tokio::time::sleep(Duration::from_millis(500)).await;
             browser.goto(&page).await?;
-            let frames = wait_js(
-                &browser,
-                "Number(document.getElementById('player').dataset.framesDecoded || 0)",
-                Duration::from_secs(15),
-                |v| v.as_f64().is_some_and(|n| n > 0.0),
-            )
-            .await?;
+            let frames = wait_frames_above(&browser, 0.0, Duration::from_secs(15)).await?;
             eprintln!("chromium viewer framesDecoded: {frames} (publisher ignores PLIs)");
             drop(publisher);
             Ok(())
@@ -1402,13 +1381,7 @@ async fn an_h264_only_publisher_is_decoded_by_the_chromium_player() {
         BrowserOptions { media: true },
         |browser| async move {
             browser.goto(&page).await?;
-            let frames = wait_js(
-                &browser,
-                "Number(document.getElementById('player').dataset.framesDecoded || 0)",
-                Duration::from_secs(20),
-                |v| v.as_f64().is_some_and(|n| n > 10.0),
-            )
-            .await?;
+            let frames = wait_frames_above(&browser, 10.0, Duration::from_secs(20)).await?;
             eprintln!("chromium viewer framesDecoded: {frames} (H.264 publisher)");
             Ok(())
         },

@@ -8,9 +8,11 @@
 //!
 //! `mediaload view` opens N viewers, each offering recvonly audio + video to
 //! `POST /whep/{event}`, and reports:
-//! - time to first frame: from the WHEP request to the first packet that starts a VP8
+//! - time to first frame: from creating the viewer's peer connection (a page does that,
+//!   gathers its offer, then sends the WHEP request) to the first packet that starts a VP8
 //!   keyframe (or, for H.264, an IDR/SPS NAL unit), what a decoder needs to show a picture;
-//!   p50/p95/p99/max;
+//!   p50/p95/p99/max, and split into phases: offer gathered, WHEP answer, connected (ICE +
+//!   DTLS), first keyframe;
 //! - per viewer, over a steady window after every viewer joined: packets received and lost
 //!   (sequence-number gaps per SSRC, wrap-around, reordering and duplicates handled; a
 //!   packet recovered by NACK counts as received) and frames (video packets with the
@@ -55,8 +57,8 @@ use tokio::sync::{Notify, OnceCell};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, RTCIceGatheringState, RTCSessionDescription, SettingEngineBuilder,
-    register_default_interceptors,
+    RTCConfigurationBuilder, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
+    SettingEngineBuilder, register_default_interceptors,
 };
 
 use stats::{Counts, Tally, percentile};
@@ -104,6 +106,11 @@ struct ViewArgs {
 /// What one viewer saw.
 #[derive(Default)]
 struct Viewer {
+    /// Phases of the join, each from the start (peer creation): the offer gathered, the
+    /// WHEP answer received, the peer connected (ICE + DTLS), the first keyframe.
+    offer_ready: OnceCell<Duration>,
+    answered: OnceCell<Duration>,
+    connected: OnceCell<Duration>,
     first_frame: OnceCell<Duration>,
     counts: Mutex<Counts>,
 }
@@ -128,6 +135,12 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
         if state == RTCIceGatheringState::Complete {
             self.gathered.notify_one();
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            let _ = self.viewer.connected.set(self.started.elapsed());
         }
     }
 
@@ -193,7 +206,7 @@ async fn viewer(
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(Handler {
             gathered: Arc::clone(&gathered),
-            viewer,
+            viewer: Arc::clone(&viewer),
             started,
         }) as Arc<dyn PeerConnectionEventHandler>)
         .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
@@ -218,6 +231,7 @@ async fn viewer(
         .local_description()
         .await
         .context("no local description")?;
+    let _ = viewer.offer_ready.set(started.elapsed());
     let response = client
         .post(&url)
         .header("content-type", "application/sdp")
@@ -227,6 +241,7 @@ async fn viewer(
     let status = response.status();
     let answer = response.text().await?;
     anyhow::ensure!(status.as_u16() == 201, "WHEP answered {status}: {answer}");
+    let _ = viewer.answered.set(started.elapsed());
     peer.set_remote_description(RTCSessionDescription::answer(answer)?)
         .await?;
     Ok(Arc::new(peer))
@@ -389,6 +404,32 @@ async fn view(args: ViewArgs) -> anyhow::Result<()> {
         ttff(95.0),
         ttff(99.0),
         firsts.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    // Each phase's own duration, per viewer that reached its end.
+    let phase = |end: fn(&Viewer) -> Option<Duration>, begin: fn(&Viewer) -> Option<Duration>| {
+        let mut spans: Vec<Duration> = viewers
+            .iter()
+            .filter_map(|v| Some(end(v)?.saturating_sub(begin(v).unwrap_or_default())))
+            .collect();
+        spans.sort();
+        let ms = |p: f64| percentile(&spans, p).as_secs_f64() * 1e3;
+        format!("{:.0} / {:.0}", ms(50.0), ms(95.0))
+    };
+    println!(
+        "join phases        p50 / p95 ms: offer gathered {}, WHEP request to answer {}, answer to connected {}, connected to first keyframe {}",
+        phase(|v| v.offer_ready.get().copied(), |_| None),
+        phase(
+            |v| v.answered.get().copied(),
+            |v| v.offer_ready.get().copied()
+        ),
+        phase(
+            |v| v.connected.get().copied(),
+            |v| v.answered.get().copied()
+        ),
+        phase(
+            |v| v.first_frame.get().copied(),
+            |v| v.connected.get().copied()
+        ),
     );
     println!(
         "packets            forwarded {fwd_rate:.0}/s by the server, received {rx_rate:.0}/s by the viewers ({secs:.1} s window); publisher ingest {ingest:.2} Mb/s"

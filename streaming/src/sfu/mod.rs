@@ -668,10 +668,8 @@ impl Sfu {
         if self.config.bind_ip.is_loopback() {
             settings = settings.with_include_loopback_candidate(true);
         }
-        settings = settings.with_ice_connection_attempts(
-            Some(ICE_CHECK_INTERVAL),
-            Some(ICE_CHECKS_PER_PAIR),
-        );
+        settings = settings
+            .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR));
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(
                 self.ice_servers()

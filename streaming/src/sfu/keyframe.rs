@@ -73,6 +73,44 @@ impl<T: Clone> GopCache<T> {
     }
 }
 
+/// A viewer whose queue overflowed has lost video and cannot decode again before the
+/// next keyframe: the delta frames in between are work for the server and nothing for
+/// the viewer. Under overload that work is what keeps the server overloaded, so the gate
+/// drops them.
+#[derive(Debug, Default)]
+pub struct ResyncGate {
+    waiting: bool,
+}
+
+/// What to do with a video frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Forward,
+    /// The keyframe that ends a wait: forward it and close the sequence gap, so the
+    /// viewer does not ask for packets that were dropped on purpose.
+    Resume,
+    Drop,
+}
+
+impl ResyncGate {
+    /// The viewer lost frames (its queue overflowed).
+    pub fn lost(&mut self) {
+        self.waiting = true;
+    }
+
+    /// Whether to forward the next video frame; `keyframe`: the frame starts one.
+    pub fn admit(&mut self, keyframe: bool) -> Admit {
+        match (self.waiting, keyframe) {
+            (false, _) => Admit::Forward,
+            (true, true) => {
+                self.waiting = false;
+                Admit::Resume
+            }
+            (true, false) => Admit::Drop,
+        }
+    }
+}
+
 /// Whether an RTP payload of `mime` (e.g. `video/VP8`) begins a keyframe.
 pub fn starts_keyframe(mime: &str, payload: &[u8]) -> bool {
     if mime.eq_ignore_ascii_case("video/vp8") {
@@ -205,5 +243,17 @@ mod tests {
         cache.clear();
         assert!(cache.entries().is_empty());
         assert_eq!(cache.span(), 0);
+    }
+
+    #[test]
+    fn after_a_loss_only_the_next_keyframe_resumes_the_video() {
+        let mut gate = ResyncGate::default();
+        assert_eq!(gate.admit(false), Admit::Forward);
+        assert_eq!(gate.admit(true), Admit::Forward);
+        gate.lost();
+        assert_eq!(gate.admit(false), Admit::Drop);
+        assert_eq!(gate.admit(false), Admit::Drop);
+        assert_eq!(gate.admit(true), Admit::Resume);
+        assert_eq!(gate.admit(false), Admit::Forward);
     }
 }

@@ -32,7 +32,10 @@
 //! keyframe (PLI, coalesced so many joining viewers cause one request per
 //! `KEYFRAME_MIN_INTERVAL`). NACKs from viewers are answered by the crate's NACK
 //! responder interceptor from its send buffer.
-//! A viewer that falls behind the channel loses packets (counted) and asks for a keyframe.
+//! A viewer that falls behind the channel loses packets (counted) and asks for a keyframe;
+//! until one comes it skips video it could not decode anyway ([`keyframe::ResyncGate`]),
+//! and resumes with no sequence gap, so an overloaded server sheds work instead of
+//! spending it on frames nobody can show.
 //! Viewers' own PLI/FIR (a decoder that lost a frame) reach the publisher the same way:
 //! through the room's coalescing keyframe request, never one PLI per viewer packet.
 
@@ -44,6 +47,7 @@ pub mod rewrite;
 mod sdp;
 pub mod turn;
 
+use keyframe::Admit;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -740,6 +744,8 @@ struct Forwarded {
     mime: Arc<str>,
     source: Arc<Negotiated>,
     packets: Vec<rtp::Packet>,
+    /// A video frame that starts a keyframe.
+    keyframe: bool,
 }
 
 impl Room {
@@ -1006,6 +1012,7 @@ async fn read_publisher_track(
             mime: Arc::clone(&mime),
             source: Arc::clone(&source),
             packets: batch.packets,
+            keyframe: batch.keyframe,
         });
         // No receivers is normal (nobody watching yet).
         if kind == RtpCodecKind::Video {
@@ -1244,16 +1251,29 @@ async fn forward_to_viewer(
             })
             .collect();
         let _abort_relays = AbortOnDrop(relays);
+        let mut gate = keyframe::ResyncGate::default();
         loop {
             tokio::select! {
                 received = packets.recv() => match received {
                     Ok(forwarded) => {
+                        if forwarded.kind == RtpCodecKind::Video {
+                            match gate.admit(forwarded.keyframe) {
+                                Admit::Forward => {}
+                                Admit::Resume => close_video_gaps(&outputs, &mut rewriters),
+                                Admit::Drop => {
+                                    let skipped = forwarded.packets.len() as u64;
+                                    room.dropped.fetch_add(skipped, Ordering::Relaxed);
+                                    continue;
+                                }
+                            }
+                        }
                         forward_packet(&room, &outputs, &mut rewriters, &forwarded).await;
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         // Counted in items (frames, audio packets): the packets are gone.
                         room.dropped.fetch_add(missed, Ordering::Relaxed);
                         room.keyframe_wanted.notify_one();
+                        gate.lost();
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
@@ -1271,6 +1291,14 @@ async fn forward_to_viewer(
     let event_id = room.event_id.clone();
     drop(room);
     sfu.prune(&event_id);
+}
+
+fn close_video_gaps(outputs: &[ViewerTrack], rewriters: &mut [Rewriter]) {
+    for (output, rewriter) in outputs.iter().zip(rewriters.iter_mut()) {
+        if output.kind == RtpCodecKind::Video {
+            rewriter.close_gap();
+        }
+    }
 }
 
 /// Writes one publisher packet or frame, rewritten, to the viewer's track of its kind.

@@ -69,6 +69,8 @@ pub struct Rewriter {
     last_ts: u32,
     /// Timestamp step inserted when the source changes (about one frame).
     gap_ticks: u32,
+    /// The next packet continues the sequence right after the last one sent.
+    close_gap: bool,
 }
 
 /// Why a packet was not forwarded.
@@ -93,7 +95,15 @@ impl Rewriter {
             last_seq: 0,
             last_ts: 0,
             gap_ticks: (clock_rate / 30).max(1),
+            close_gap: false,
         }
+    }
+
+    /// Packets were skipped on purpose: the next one continues the sequence right after
+    /// the last one sent, so the viewer sees no gap to ask retransmissions for. Timestamps
+    /// keep their offset: the skipped time really passed.
+    pub fn close_gap(&mut self) {
+        self.close_gap = true;
     }
 
     /// Rewrites `packet` (from a publisher whose parameters are `source`, carrying `mime`).
@@ -125,7 +135,13 @@ impl Rewriter {
             self.seq_offset = next_seq.wrapping_sub(input.sequence_number);
             self.ts_offset = next_ts.wrapping_sub(input.timestamp);
             self.source_ssrc = Some(input.ssrc);
+        } else if self.close_gap {
+            self.seq_offset = self
+                .last_seq
+                .wrapping_add(1)
+                .wrapping_sub(input.sequence_number);
         }
+        self.close_gap = false;
         let sequence_number = input.sequence_number.wrapping_add(self.seq_offset);
         let timestamp = input.timestamp.wrapping_add(self.ts_offset);
         // Out-of-order packets must not move the continuity point backwards.
@@ -284,5 +300,23 @@ mod tests {
             .unwrap();
         assert_eq!(next.header.sequence_number, 1);
         assert_eq!(next.header.timestamp, 7_000);
+    }
+
+    #[test]
+    fn a_deliberate_skip_leaves_no_sequence_gap_but_keeps_time() {
+        let mut rewriter = Rewriter::new(9, viewer(), 90_000);
+        let vp8 = |r: &mut Rewriter, seq, ts| {
+            r.rewrite(&packet(1, seq, ts), "video/VP8", &publisher())
+                .unwrap()
+                .header
+        };
+        assert_eq!(vp8(&mut rewriter, 100, 0).sequence_number, 100);
+        assert_eq!(vp8(&mut rewriter, 101, 3_000).sequence_number, 101);
+        // 102..=109 skipped; without close_gap the sequence jumps.
+        rewriter.close_gap();
+        let resumed = vp8(&mut rewriter, 110, 30_000);
+        assert_eq!((resumed.sequence_number, resumed.timestamp), (102, 30_000));
+        assert_eq!(vp8(&mut rewriter, 111, 30_000).sequence_number, 103);
+        assert_eq!(vp8(&mut rewriter, 113, 33_000).sequence_number, 105);
     }
 }

@@ -75,8 +75,7 @@ impl<T: Clone> GopCache<T> {
 
 /// A viewer whose queue overflowed has lost video and cannot decode again before the
 /// next keyframe: the delta frames in between are work for the server and nothing for
-/// the viewer. Under overload that work is what keeps the server overloaded, so the gate
-/// drops them.
+/// the viewer, and under overload the server has none to spare, so the gate drops them.
 #[derive(Debug, Default)]
 pub struct ResyncGate {
     waiting: bool,

@@ -47,7 +47,6 @@ pub mod rewrite;
 mod sdp;
 pub mod turn;
 
-use keyframe::Admit;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -76,6 +75,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use keyframe::Admit;
 pub use rewrite::{Negotiated, Rewriter};
 
 /// How long shutdown waits for recordings to be finished.

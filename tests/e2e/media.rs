@@ -231,6 +231,19 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
         .find(|l| l.starts_with("gongkai_media_packets_dropped_total"))
         .unwrap_or("");
     eprintln!("forwarded {forwarded}; {dropped_line}");
+    // Both viewers are on the direct send path (own SRTP context, GSO sends), not the
+    // crate's pipeline: the frames counted below went that way.
+    let direct = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gongkai_media_viewers_direct{")
+                && l.contains(&format!("event=\"{event}\""))
+        })
+        .unwrap_or("");
+    assert!(
+        direct.ends_with(" 2"),
+        "direct viewers in /metrics: {direct:?}"
+    );
 
     let a = viewer_a.finish().await;
     let b = viewer_b.finish().await;
@@ -986,7 +999,9 @@ async fn event_metric(app: &TestApp, metric: &str, event: &str) -> f64 {
         .expect("metrics text");
     metrics
         .lines()
-        .find(|l| l.starts_with(metric) && l.contains(&format!("event=\"{event}\"")))
+        .find(|l| {
+            l.starts_with(&format!("{metric}{{")) && l.contains(&format!("event=\"{event}\""))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse::<f64>().ok())
         .unwrap_or(0.0)

@@ -157,6 +157,11 @@ pub struct MediaSettings {
     /// `<data_dir>/recordings`.
     #[serde(default)]
     pub recordings_dir: Option<PathBuf>,
+    /// Send viewers' media on the SFU's direct path (own SRTP context, one GSO send per
+    /// frame) instead of through webrtc-rs's per-peer pipeline. `false` is the escape
+    /// hatch if a client misbehaves with it.
+    #[serde(default = "default_true")]
+    pub direct_send: bool,
 }
 
 impl std::fmt::Debug for MediaSettings {
@@ -176,6 +181,7 @@ impl std::fmt::Debug for MediaSettings {
             .field("max_sdp_bytes", &self.max_sdp_bytes)
             .field("recording", &self.recording)
             .field("recordings_dir", &self.recordings_dir)
+            .field("direct_send", &self.direct_send)
             .finish_non_exhaustive()
     }
 }
@@ -195,6 +201,7 @@ impl Default for MediaSettings {
             max_sdp_bytes: default_media_max_sdp(),
             recording: true,
             recordings_dir: None,
+            direct_send: true,
         }
     }
 }
@@ -439,6 +446,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ),
     ("GONGKAI_MEDIA_RECORDING", "media.recording"),
     ("GONGKAI_MEDIA_RECORDINGS_DIR", "media.recordings_dir"),
+    ("GONGKAI_MEDIA_DIRECT_SEND", "media.direct_send"),
 ];
 
 const HARNESS_ENV_PREFIXES: &[&str] = &["GONGKAI_TEST_", "GONGKAI_BIN"];

@@ -1,11 +1,14 @@
-//! Viewers' keyframe requests (PLI, FIR) up to the application.
+//! Viewers' keyframe requests (PLI, FIR) and NACKs up to the application.
 //!
 //! With the crate's default interceptor chain, inbound RTCP ends inside the chain (the NACK
 //! responder and the report interceptors consume it) and a sent track's `poll()` never sees
-//! it. [`KeyframeRequests`] sits application-most and marks PLI and FIR packets with
-//! `Attribute::DeliverToApplication`, so each viewer's `TrackLocal::poll` yields them and the
-//! SFU relays them to the publisher through the room's coalescing keyframe path. Every other
-//! inbound RTCP packet has already been seen by the interceptors and stops here, as it did.
+//! it. [`KeyframeRequests`] sits application-most and marks PLI, FIR and generic NACK
+//! packets with `Attribute::DeliverToApplication`, so each viewer's `TrackLocal::poll`
+//! yields them. The SFU relays keyframe requests to the publisher through the room's
+//! coalescing keyframe path, and answers NACKs itself for viewers on the direct send path
+//! (the crate's NACK responder never saw those packets; for the others it has already
+//! answered). Every other inbound RTCP packet has already been seen by the interceptors
+//! and stops here, as it did.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -14,12 +17,13 @@ use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket}
 use rtc::rtcp;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::sansio::Protocol;
 
 /// The interceptor's slot: after the default chain (application-most).
 pub(crate) const SLOT: usize = 14_000;
 
-/// Passes inbound PLI/FIR on to the application (see the module docs).
+/// Passes inbound PLI/FIR/NACK on to the application (see the module docs).
 #[derive(Default)]
 pub(crate) struct KeyframeRequests {
     read_queue: VecDeque<TaggedPacket>,
@@ -34,6 +38,23 @@ pub(crate) fn asks_for_keyframe(packets: &[Box<dyn rtcp::Packet>]) -> bool {
     })
 }
 
+/// The sequence numbers `packets` report lost (generic NACKs).
+pub(crate) fn nacked(packets: &[Box<dyn rtcp::Packet>]) -> Vec<u16> {
+    packets
+        .iter()
+        .filter_map(|packet| packet.as_any().downcast_ref::<TransportLayerNack>())
+        .flat_map(|nack| nack.nacks.iter().flat_map(|pair| pair.packet_list()))
+        .collect()
+}
+
+/// Whether the application wants `packet` (see the module docs).
+fn for_application(packet: &dyn rtcp::Packet) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>()
+        || any.is::<FullIntraRequest>()
+        || any.is::<TransportLayerNack>()
+}
+
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
@@ -43,14 +64,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet {
-            if !asks_for_keyframe(packets) {
-                return Ok(());
-            }
             let requests: Vec<Box<dyn rtcp::Packet>> = packets
                 .iter()
-                .filter(|p| asks_for_keyframe(std::slice::from_ref(p)))
+                .filter(|p| for_application(p.as_ref()))
                 .cloned()
                 .collect();
+            if requests.is_empty() {
+                return Ok(());
+            }
             msg.message.packet = Packet::Rtcp(requests);
             msg.message.add(Attribute::DeliverToApplication);
         }
@@ -93,5 +114,23 @@ mod tests {
         assert!(asks_for_keyframe(&[rr.clone(), fir]));
         assert!(!asks_for_keyframe(&[rr]));
         assert!(!asks_for_keyframe(&[]));
+    }
+
+    #[test]
+    fn nacks_name_their_lost_sequence_numbers() {
+        use rtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;
+        let nack: Box<dyn rtcp::Packet> = Box::new(TransportLayerNack {
+            sender_ssrc: 1,
+            media_ssrc: 2,
+            nacks: vec![NackPair {
+                packet_id: 65_535,
+                lost_packets: 0b101,
+            }],
+        });
+        let rr: Box<dyn rtcp::Packet> = Box::new(ReceiverReport::default());
+        assert_eq!(nacked(&[rr.clone(), nack.clone()]), vec![65_535, 0, 2]);
+        assert!(for_application(nack.as_ref()));
+        assert!(!for_application(rr.as_ref()));
+        assert!(nacked(&[rr]).is_empty());
     }
 }

@@ -12,7 +12,8 @@
 //! - [`rewrite`]: the pure per-viewer RTP rewrite (SSRC, payload type, extension ids,
 //!   sequence/timestamp continuity across publisher sessions).
 //! - `sdp`: the little SDP reading the SFU needs before the crate parses the offer.
-//! - `feedback`: the interceptor that hands viewers' PLI/FIR to the application.
+//! - `feedback`: the interceptor that hands viewers' PLI/FIR/NACK to the application.
+//! - `direct`: the direct send path (own SRTP context, GSO sends) for connected viewers.
 //! - [`keyframe`]: the publisher's current group of pictures, replayed to joining viewers.
 //! - [`frames`]: video packets grouped into frames, the unit that is fanned out.
 //! - [`turn`]: short-lived TURN credentials (coturn's REST-API scheme).
@@ -30,8 +31,13 @@
 //! subscription, so nothing is doubled or missed), and then writes rewritten live
 //! packets to its own tracks. Without a usable cached run it asks the publisher for a
 //! keyframe (PLI, coalesced so many joining viewers cause one request per
-//! `KEYFRAME_MIN_INTERVAL`). NACKs from viewers are answered by the crate's NACK
-//! responder interceptor from its send buffer.
+//! `KEYFRAME_MIN_INTERVAL`).
+//!
+//! A connected viewer's packets bypass the crate's per-peer pipeline: [`direct`] encrypts
+//! them with the viewer's own SRTP context and sends each frame in one UDP GSO send from
+//! the viewer's socket, and answers the viewer's NACKs from its own short history. A
+//! viewer the direct path cannot take (see [`direct`]) writes to its crate tracks, whose
+//! NACK responder answers NACKs.
 //! A viewer that falls behind the channel loses packets (counted) and asks for a keyframe;
 //! until one comes it skips video it could not decode anyway ([`keyframe::ResyncGate`]),
 //! and resumes with no sequence gap, so an overloaded server sheds work instead of
@@ -39,6 +45,7 @@
 //! Viewers' own PLI/FIR (a decoder that lost a frame) reach the publisher the same way:
 //! through the room's coalescing keyframe request, never one PLI per viewer packet.
 
+mod direct;
 mod feedback;
 pub mod frames;
 pub mod keyframe;
@@ -100,6 +107,8 @@ const KEYFRAME_SAFETY_INTERVAL: Duration = Duration::from_secs(10);
 /// Items (audio packets, video frames) buffered per room for slow viewer tasks: about
 /// 3 s of 30 fps video with 50 audio packets/s.
 const ROOM_CHANNEL_CAPACITY: usize = 256;
+/// NACK reports a viewer task may have waiting; more than this and it is behind anyway.
+const NACK_QUEUE: usize = 32;
 /// A cached run longer than this still goes to a joining viewer, but a fresh keyframe
 /// is requested too, so the next joiners get a shorter burst. In 90 kHz video ticks.
 const GOP_STALE_TICKS: u32 = 90_000;
@@ -169,6 +178,10 @@ pub struct SfuConfig {
     /// Where each publisher session is recorded (`<dir>/<event id>/<segment>.webm`);
     /// `None`: no recording.
     pub recordings_dir: Option<PathBuf>,
+    /// Send viewers' media on the direct path ([`direct`]) instead of through the crate's
+    /// per-peer pipeline. On by default; off is the escape hatch (and the benchmark's
+    /// baseline).
+    pub direct_send: bool,
 }
 
 impl Default for SfuConfig {
@@ -180,6 +193,7 @@ impl Default for SfuConfig {
             ice_servers: Vec::new(),
             turn_rest: None,
             recordings_dir: None,
+            direct_send: true,
         }
     }
 }
@@ -202,6 +216,11 @@ pub struct MediaStatus {
     pub viewers: usize,
     pub ingest_bytes: u64,
     pub packets_forwarded: u64,
+    /// Viewers whose media goes on the direct send path.
+    pub direct_viewers: u64,
+    /// Packets sent again for viewers' NACKs (direct path; the crate's NACK responder
+    /// does not count its own).
+    pub packets_retransmitted: u64,
     /// Packets not delivered to a viewer (its sender refused them or its codec did not
     /// match), plus frames and audio packets a lagging viewer task missed.
     pub packets_dropped: u64,
@@ -305,7 +324,7 @@ impl Sfu {
             return Err(SfuError::AlreadyPublishing);
         }
         let (track_tx, mut track_rx) = mpsc::unbounded_channel();
-        let (peer, signals) = self.new_peer(Some(track_tx)).await?;
+        let (peer, signals) = self.new_peer(Some(track_tx), None).await?;
         let answer_sdp = match negotiate(&peer, &signals, offer_sdp).await {
             Ok(answer) => answer,
             Err(error) => {
@@ -423,7 +442,14 @@ impl Sfu {
             return Err(SfuError::NoCommonCodec(published.join(", ")));
         }
 
-        let (peer, signals) = self.new_peer(None).await?;
+        let capture = if self.config.direct_send {
+            rtc::crypto::default_provider()
+                .ok()
+                .map(|provider| Arc::new(direct::Capture::new(provider)))
+        } else {
+            None
+        };
+        let (peer, signals) = self.new_peer(None, capture.as_deref()).await?;
         let mut outputs = Vec::new();
         for track in &usable {
             let ssrc: u32 = rand::thread_rng().r#gen();
@@ -478,6 +504,7 @@ impl Sfu {
             peer,
             signals.state.subscribe(),
             outputs,
+            capture,
         ));
         Ok(Session { id, answer_sdp })
     }
@@ -537,6 +564,8 @@ impl Sfu {
             viewers: state.viewers.len(),
             ingest_bytes: room.ingest_bytes.load(Ordering::Relaxed),
             packets_forwarded: room.forwarded.load(Ordering::Relaxed),
+            direct_viewers: room.direct_viewers.load(Ordering::Relaxed),
+            packets_retransmitted: room.retransmitted.load(Ordering::Relaxed),
             packets_dropped: room.dropped.load(Ordering::Relaxed),
             viewer_keyframe_requests: room.viewer_keyframe_requests.load(Ordering::Relaxed),
             keyframe_requests_sent: room.keyframe_requests_sent.load(Ordering::Relaxed),
@@ -626,6 +655,7 @@ impl Sfu {
     async fn new_peer(
         &self,
         tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
+        capture: Option<&direct::Capture>,
     ) -> Result<(Arc<dyn PeerConnection>, Arc<Signals>), SfuError> {
         let signals = Arc::new(Signals {
             gathered: Notify::new(),
@@ -639,7 +669,7 @@ impl Sfu {
         let mut last_error = None;
         for _ in 0..attempts {
             let port = self.next_port();
-            match self.build_peer(Arc::clone(&signals), port).await {
+            match self.build_peer(Arc::clone(&signals), port, capture).await {
                 Ok(peer) => return Ok((peer, signals)),
                 // A port in use: try the next one of the range.
                 Err(error) => last_error = Some(error),
@@ -656,6 +686,7 @@ impl Sfu {
         &self,
         signals: Arc<Signals>,
         port: u16,
+        capture: Option<&direct::Capture>,
     ) -> Result<Arc<dyn PeerConnection>, SfuError> {
         let mut media_engine = media_engine()?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
@@ -674,6 +705,9 @@ impl Sfu {
         }
         settings = settings
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR));
+        if let Some(capture) = capture {
+            settings = settings.with_crypto_provider(Arc::clone(&capture.keys) as _);
+        }
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(
                 self.ice_servers()
@@ -686,7 +720,11 @@ impl Sfu {
                     .collect(),
             )
             .build();
-        let peer = PeerConnectionBuilder::new()
+        let mut builder = PeerConnectionBuilder::new();
+        if let Some(capture) = capture {
+            builder = builder.with_runtime(Arc::clone(&capture.sockets) as _);
+        }
+        let peer = builder
             .with_configuration(configuration)
             .with_media_engine(media_engine)
             .with_setting_engine(settings.build())
@@ -712,6 +750,9 @@ struct Room {
     ingest_bytes: AtomicU64,
     forwarded: AtomicU64,
     dropped: AtomicU64,
+    direct_viewers: AtomicU64,
+    /// Packets sent again for viewers' NACKs on the direct path.
+    retransmitted: AtomicU64,
     viewer_keyframe_requests: AtomicU64,
     keyframe_requests_sent: AtomicU64,
 }
@@ -759,6 +800,8 @@ impl Room {
             ingest_bytes: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            direct_viewers: AtomicU64::new(0),
+            retransmitted: AtomicU64::new(0),
             viewer_keyframe_requests: AtomicU64::new(0),
             keyframe_requests_sent: AtomicU64::new(0),
         }
@@ -1103,11 +1146,22 @@ async fn send_keyframe_requests(
 
 /// Relays one viewer track's PLI/FIR (see `feedback`) to the publisher through the room's
 /// coalescing keyframe request; ends when the track is unbound.
-async fn relay_keyframe_requests(room: Weak<Room>, local: Arc<TrackLocalStaticRTP>) {
+/// Relays a viewer track's keyframe requests to the room and its NACKs to `nacks` (the
+/// viewer task, which answers them on the direct path).
+async fn relay_feedback(
+    room: Weak<Room>,
+    local: Arc<TrackLocalStaticRTP>,
+    nacks: mpsc::Sender<Vec<u16>>,
+) {
     while let Some(event) = local.poll().await {
         let TrackLocalEvent::OnRtcpPacket(packets) = event else {
             continue;
         };
+        let lost = feedback::nacked(&packets);
+        // A full queue means the viewer task is behind: these would be answered late.
+        if !lost.is_empty() && nacks.try_send(lost).is_err() {
+            tracing::trace!("NACK dropped: the viewer task is behind");
+        }
         if !feedback::asks_for_keyframe(&packets) {
             continue;
         }
@@ -1186,6 +1240,7 @@ async fn forward_to_viewer(
     peer: Arc<dyn PeerConnection>,
     mut state: watch::Receiver<RTCPeerConnectionState>,
     outputs: Vec<ViewerTrack>,
+    capture: Option<Arc<direct::Capture>>,
 ) {
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
         loop {
@@ -1214,6 +1269,26 @@ async fn forward_to_viewer(
             };
             rewriters.push(Rewriter::new(output.ssrc, parameters, output.clock_rate));
         }
+        let mut direct = match &capture {
+            Some(capture) => match direct::DirectPath::establish(peer.as_ref(), capture).await {
+                Ok(path) => Some(path),
+                Err(reason) => {
+                    tracing::warn!(
+                        event_id = %room.event_id,
+                        session,
+                        %reason,
+                        "viewer served through the crate's pipeline"
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        // The keys live in the direct path now (or are not needed): drop the copy.
+        drop(capture);
+        let _direct_count = direct
+            .is_some()
+            .then(|| DirectCount::new(Arc::clone(&room)));
         let (mut packets, cached, stale) = {
             let gop = lock(&room.gop);
             let span = gop.span();
@@ -1236,20 +1311,23 @@ async fn forward_to_viewer(
             );
         }
         for forwarded in &cached {
-            forward_packet(&room, &outputs, &mut rewriters, forwarded).await;
+            forward_packet(&room, &outputs, &mut rewriters, direct.as_mut(), forwarded).await;
         }
         // Not kept for the viewer's life: the room's cache moves on without it.
         drop(cached);
+        let (nack_tx, mut nacks) = mpsc::channel(NACK_QUEUE);
         let relays: Vec<_> = outputs
             .iter()
             .filter(|o| o.kind == RtpCodecKind::Video)
             .map(|o| {
-                tokio::spawn(relay_keyframe_requests(
+                tokio::spawn(relay_feedback(
                     Arc::downgrade(&room),
                     Arc::clone(&o.local),
+                    nack_tx.clone(),
                 ))
             })
             .collect();
+        drop(nack_tx);
         let _abort_relays = AbortOnDrop(relays);
         let mut gate = keyframe::ResyncGate::default();
         loop {
@@ -1267,7 +1345,8 @@ async fn forward_to_viewer(
                                 }
                             }
                         }
-                        forward_packet(&room, &outputs, &mut rewriters, &forwarded).await;
+                        forward_packet(&room, &outputs, &mut rewriters, direct.as_mut(), &forwarded)
+                            .await;
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         // Counted in items (frames, audio packets): the packets are gone.
@@ -1280,6 +1359,13 @@ async fn forward_to_viewer(
                 changed = state.changed() => {
                     if changed.is_err() || !is_live(*state.borrow()) {
                         break;
+                    }
+                }
+                Some(lost) = nacks.recv() => {
+                    if let Some(direct) = direct.as_mut()
+                        && let Ok(resent) = direct.resend(&lost).await
+                    {
+                        room.retransmitted.fetch_add(resent as u64, Ordering::Relaxed);
                     }
                 }
             }
@@ -1301,13 +1387,56 @@ fn close_video_gaps(outputs: &[ViewerTrack], rewriters: &mut [Rewriter]) {
     }
 }
 
-/// Writes one publisher packet or frame, rewritten, to the viewer's track of its kind.
+/// Counts a viewer on the direct path for as long as it lives.
+struct DirectCount(Arc<Room>);
+
+impl DirectCount {
+    fn new(room: Arc<Room>) -> Self {
+        room.direct_viewers.fetch_add(1, Ordering::Relaxed);
+        Self(room)
+    }
+}
+
+impl Drop for DirectCount {
+    fn drop(&mut self) {
+        self.0.direct_viewers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends one publisher packet or frame, rewritten for the viewer's track of its kind: on
+/// the direct path when the viewer has one, else through the track.
 async fn forward_packet(
     room: &Room,
     outputs: &[ViewerTrack],
     rewriters: &mut [Rewriter],
+    direct: Option<&mut direct::DirectPath>,
     forwarded: &Forwarded,
 ) {
+    if let Some(direct) = direct {
+        let mut packets = Vec::with_capacity(forwarded.packets.len());
+        for (output, rewriter) in outputs.iter().zip(rewriters.iter_mut()) {
+            if output.kind != forwarded.kind {
+                continue;
+            }
+            for packet in &forwarded.packets {
+                match rewriter.rewrite(packet, &forwarded.mime, &forwarded.source) {
+                    Ok(packet) => packets.push(packet),
+                    Err(rewrite::Skip::Empty) => {}
+                    Err(rewrite::Skip::CodecNotNegotiated) => {
+                        room.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        let keep = forwarded.kind == RtpCodecKind::Video;
+        match direct.send(&packets, keep).await {
+            Ok(sent) => room.forwarded.fetch_add(sent as u64, Ordering::Relaxed),
+            Err(_) => room
+                .dropped
+                .fetch_add(packets.len() as u64, Ordering::Relaxed),
+        };
+        return;
+    }
     for (output, rewriter) in outputs.iter().zip(rewriters.iter_mut()) {
         if output.kind != forwarded.kind {
             continue;

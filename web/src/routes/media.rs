@@ -84,6 +84,7 @@ pub fn sfu_from_settings(settings: &Settings) -> Arc<Sfu> {
             .as_ref()
             .map(|secret| streaming::sfu::turn::TurnRest::new(secret.clone(), media.turn_ttl_secs)),
         recordings_dir: media.recording.then(|| settings.recordings_dir()),
+        direct_send: media.direct_send,
     })
 }
 
@@ -192,6 +193,10 @@ pub fn record_metrics(state: &AppState) {
         metrics::gauge!("gongkai_media_publishing", "event" => event.clone()).set(publishing);
         metrics::gauge!("gongkai_media_viewers", "event" => event.clone())
             .set(status.viewers as f64);
+        metrics::gauge!("gongkai_media_viewers_direct", "event" => event.clone())
+            .set(status.direct_viewers as f64);
+        metrics::counter!("gongkai_media_packets_retransmitted_total", "event" => event.clone())
+            .absolute(status.packets_retransmitted);
         metrics::counter!("gongkai_media_ingest_bytes_total", "event" => event.clone())
             .absolute(status.ingest_bytes);
         metrics::counter!("gongkai_media_packets_forwarded_total", "event" => event.clone())

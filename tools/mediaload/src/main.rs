@@ -29,7 +29,9 @@
 
 mod clip;
 /// The SFU's PLI/FIR interceptor, shared so the publisher sees keyframe requests too.
+/// (Its NACK list is the SFU's; the publisher leaves NACKs to the crate's responder.)
 #[path = "../../../streaming/src/sfu/feedback.rs"]
+#[allow(dead_code)]
 mod feedback;
 /// The SFU's keyframe test (pure), so "first frame" means what the SFU's cache means.
 #[path = "../../../streaming/src/sfu/keyframe.rs"]

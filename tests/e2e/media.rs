@@ -272,6 +272,47 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
     }
 }
 
+/// The direct send path answers NACKs itself (the crate's NACK responder never saw those
+/// packets): a viewer that loses every 10th video packet on the way in gets them again.
+#[tokio::test]
+async fn a_viewer_losing_packets_gets_them_retransmitted_and_keeps_decoding() {
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let (event, token) = setup(&app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    let whep = app.url(&format!("/whep/{event}"));
+    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "16"]);
+    let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
+    assert_eq!(published["status"], 201, "{published}");
+
+    let mut viewer = Peer::start("whep_viewer.py", &[&whep, "12", "--drop-every", "10"]);
+    let watching = viewer_until(&mut viewer, |l| l["video_frames"].as_u64() > Some(0)).await;
+    let direct = event_metric(&app, "gongkai_media_viewers_direct", &event).await;
+    let lines = viewer.finish().await;
+    let retransmitted =
+        event_metric(&app, "gongkai_media_packets_retransmitted_total", &event).await;
+    let _ = publisher.finish().await;
+
+    let last = lines.last().expect("viewer output");
+    let dropped = last["dropped"].as_u64().unwrap_or(0);
+    let recovered = last["recovered"].as_u64().unwrap_or(0);
+    eprintln!("{last}; server retransmitted {retransmitted}, direct viewers {direct}");
+    assert!(
+        dropped >= 20,
+        "the viewer lost too few packets to tell: {last}"
+    );
+    // The last few losses may still be in flight when the viewer stops.
+    assert!(
+        recovered * 10 >= dropped * 8,
+        "lost packets were not retransmitted: {last}"
+    );
+    assert!(
+        retransmitted >= recovered as f64,
+        "server count {retransmitted}: {last}"
+    );
+    assert!(last["video_frames"].as_u64().unwrap_or(0) > 150, "{last}");
+    assert_eq!(direct, 1.0, "the viewer is on the direct path: {watching}");
+}
+
 #[tokio::test]
 async fn whip_and_whep_reject_bad_input_with_clear_errors() {
     let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;

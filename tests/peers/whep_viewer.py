@@ -1,13 +1,17 @@
 """WHEP test viewer: counts DECODED video frames (and audio frames) from gongkai.
 
 Usage: whep_viewer.py URL SECONDS [--token T] [--codec h264|vp8] [--pli-every S]
+                      [--drop-every N]
   --token      sent as `Authorization: Bearer T` (unlisted events' viewer tokens)
   --codec      offer only this video codec (codec preferences on the transceiver)
   --pli-every  send a PLI for the video stream every S seconds once frames arrive
+  --drop-every lose every Nth video packet as the network would (before SRTP, so a
+               retransmission is not a replay); counts "dropped" and "recovered" (a
+               dropped sequence number that arrived again, i.e. was retransmitted)
 Retries a 503 (nobody publishing yet) every second, within SECONDS.
 Prints {"status": code, "links": [...]} once the POST is answered (the `Link` headers),
 then one JSON line per second: {"video_frames": n, "audio_frames": m, "first_frame_s": f,
-"plis_sent": p, "t": seconds since start}
+"plis_sent": p, "dropped": d, "recovered": r, "t": seconds since start}
 and a final {"done": true, ...}. Frames counted are frames aiortc's decoder produced, not
 packets: forwarding that does not decode counts zero.
 """
@@ -33,8 +37,50 @@ def post(url, body, token):
         return response.status, response.read().decode(), response.headers.get_all("Link") or []
 
 
+def lose_video_packets(ice_transport, every, counts):
+    """Drops every `every`th video RTP packet as it comes off the ICE transport."""
+    receive = ice_transport._recv
+    video_ssrcs = set()
+    lost = set()
+    seen = 0
+
+    async def lossy_receive():
+        nonlocal seen
+        while True:
+            data = await receive()
+            # RTP, not RTCP (RFC 5761: RTCP packet types 192-223 in the second byte)
+            if len(data) < 12 or not 127 < data[0] < 192 or 192 <= data[1] <= 223:
+                return data
+            ssrc = int.from_bytes(data[8:12], "big")
+            seq = int.from_bytes(data[2:4], "big")
+            # Opus packets are small; video packets of a frame are large.
+            if len(data) > 400:
+                video_ssrcs.add(ssrc)
+            if ssrc not in video_ssrcs:
+                return data
+            if (ssrc, seq) in lost:
+                lost.discard((ssrc, seq))
+                counts["recovered"] += 1
+                return data
+            seen += 1
+            if seen % every == 0:
+                lost.add((ssrc, seq))
+                counts["dropped"] += 1
+                continue
+            return data
+
+    ice_transport._recv = lossy_receive
+
+
 async def main(args):
-    counts = {"video_frames": 0, "audio_frames": 0, "first_frame_s": None, "plis_sent": 0}
+    counts = {
+        "video_frames": 0,
+        "audio_frames": 0,
+        "first_frame_s": None,
+        "plis_sent": 0,
+        "dropped": 0,
+        "recovered": 0,
+    }
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     video = pc.addTransceiver("video", direction="recvonly")
     if args.codec:
@@ -72,6 +118,8 @@ async def main(args):
             asyncio.ensure_future(send_plis(video.receiver))
 
     await pc.setLocalDescription(await pc.createOffer())
+    if args.drop_every:
+        lose_video_packets(video.receiver.transport.transport, args.drop_every, counts)
     # 503 (the publisher's tracks are not there yet): retry as the player does.
     while True:
         try:
@@ -101,4 +149,5 @@ if __name__ == "__main__":
     parser.add_argument("--token")
     parser.add_argument("--codec", choices=["h264", "vp8"])
     parser.add_argument("--pli-every", type=float, default=0.0)
+    parser.add_argument("--drop-every", type=int, default=0)
     asyncio.run(main(parser.parse_args()))

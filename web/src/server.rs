@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +60,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let media_state = state.clone();
 
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Chat frames are small and latency-bound: without TCP_NODELAY, a frame written while
+    // the previous one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on
+    // Linux). axum leaves Nagle's algorithm on.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move { shutdown.cancelled().await }

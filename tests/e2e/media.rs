@@ -17,6 +17,15 @@ const MEDIA_CONFIG: &str = "[media]\nbind_ip = \"127.0.0.1\"\n";
 /// Bound on any single peer process (they stop themselves earlier).
 const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `MEDIA_CONFIG` with every peer on one UDP port (`[media] udp_port`), free just now.
+fn one_port_config() -> String {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    format!("{MEDIA_CONFIG}udp_port = {port}\n")
+}
+
 fn peer_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("peers")
@@ -272,6 +281,84 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
     }
 }
 
+/// `[media] udp_port`: every publisher and viewer on one UDP port (the one a firewall
+/// opens). Answers advertise only that port, and media flows both ways through it,
+/// including the direct send path and its retransmissions.
+#[tokio::test]
+async fn one_udp_port_carries_the_publisher_and_every_viewer() {
+    let config = one_port_config();
+    let port = config
+        .rsplit("udp_port = ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let app = TestApp::spawn_with(AppOptions::default().config(&config)).await;
+    let (event, token) = setup(&app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    let whep = app.url(&format!("/whep/{event}"));
+    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "16"]);
+    let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
+    assert_eq!(published["status"], 201, "{published}");
+    wait_status(&app, &event, |s| s["publishing"] == true).await;
+
+    // The answer's host candidates name the shared port and nothing else. (503 until the
+    // publisher's tracks have arrived, as players retry.)
+    let mut attempts = 0;
+    let answer = loop {
+        let answer = app
+            .anonymous_client()
+            .post(&whep)
+            .header("content-type", "application/sdp")
+            .body(include_str!("../peers/sample_offer.sdp"))
+            .send()
+            .await
+            .expect("WHEP");
+        attempts += 1;
+        if answer.status() != 503 || attempts == 40 {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(answer.status(), 201);
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    let sdp = answer.text().await.expect("answer");
+    let ports: Vec<&str> = sdp
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:") && l.contains(" typ host"))
+        .filter_map(|l| l.split(' ').nth(5))
+        .collect();
+    assert!(!ports.is_empty(), "no host candidates: {sdp}");
+    assert!(ports.iter().all(|p| *p == port), "{ports:?} in {sdp}");
+    let deleted = app
+        .anonymous_client()
+        .delete(app.url(&location))
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(deleted.status().is_success());
+
+    let mut lossy = Peer::start("whep_viewer.py", &[&whep, "10", "--drop-every", "10"]);
+    let plain = Peer::start("whep_viewer.py", &[&whep, "10"]);
+    let watching = viewer_until(&mut lossy, |l| l["video_frames"].as_u64() > Some(0)).await;
+    let direct = event_metric(&app, "gongkai_media_viewers_direct", &event).await;
+    let (lossy, plain) = (lossy.finish().await, plain.finish().await);
+    let _ = publisher.finish().await;
+    assert_eq!(direct, 2.0, "both viewers on the direct path: {watching}");
+    for lines in [&lossy, &plain] {
+        let last = lines.last().expect("viewer output");
+        assert!(last["video_frames"].as_u64().unwrap_or(0) > 120, "{last}");
+        assert!(last["audio_frames"].as_u64().unwrap_or(0) > 100, "{last}");
+    }
+    let last = lossy.last().expect("lossy viewer output");
+    let dropped = last["dropped"].as_u64().unwrap_or(0);
+    assert!(dropped >= 10, "{last}");
+    assert!(
+        last["recovered"].as_u64().unwrap_or(0) * 10 >= dropped * 8,
+        "retransmissions through the shared port: {last}"
+    );
+}
+
 /// The direct send path answers NACKs itself (the crate's NACK responder never saw those
 /// packets): a viewer that loses every 10th video packet on the way in gets them again.
 #[tokio::test]
@@ -515,14 +602,15 @@ async fn wait_js(
 /// The whole flow in Chromium: a broadcaster goes live from the broadcaster page,
 /// a viewer watches and chats on the event page, the broadcaster stops (the player shows
 /// "paused"), another publisher takes over, the event ends, and the past event page plays
-/// both sessions' recordings beside the text record holding the chat.
+/// both sessions' recordings beside the text record holding the chat. Every peer shares
+/// one UDP port here (`[media] udp_port`), so browsers are tested through the mux too.
 #[tokio::test]
 async fn chromium_broadcaster_page_live_with_chat_then_stop_and_replay() {
     use crate::event_browser::{choose_nickname, send_chat, wait_text};
     use crate::support::browser::BrowserOptions;
     use fantoccini::Locator;
 
-    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let app = TestApp::spawn_with(AppOptions::default().config(&one_port_config())).await;
     // OBS's token, issued before anyone opens the broadcaster page.
     let (event, obs_token) = setup(&app).await;
     let api = app.create_token("admin", "media-flow");

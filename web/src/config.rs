@@ -119,8 +119,11 @@ pub struct MediaSettings {
     /// Address the UDP sockets bind; `0.0.0.0` means every non-loopback interface.
     #[serde(default = "default_media_bind_ip")]
     pub bind_ip: std::net::IpAddr,
-    /// First UDP port for peer connections (one port per peer); 0 with `udp_port_max` 0:
-    /// ephemeral ports.
+    /// One UDP port for every peer connection (0: unset). The port to open in a firewall.
+    #[serde(default)]
+    pub udp_port: u16,
+    /// First UDP port for peer connections (one port per peer) when `udp_port` is unset; 0
+    /// with `udp_port_max` 0: ephemeral ports.
     #[serde(default)]
     pub udp_port_min: u16,
     #[serde(default)]
@@ -168,6 +171,7 @@ impl std::fmt::Debug for MediaSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaSettings")
             .field("bind_ip", &self.bind_ip)
+            .field("udp_port", &self.udp_port)
             .field("udp_port_min", &self.udp_port_min)
             .field("udp_port_max", &self.udp_port_max)
             .field("public_ip", &self.public_ip)
@@ -190,6 +194,7 @@ impl Default for MediaSettings {
     fn default() -> Self {
         MediaSettings {
             bind_ip: default_media_bind_ip(),
+            udp_port: 0,
             udp_port_min: 0,
             udp_port_max: 0,
             public_ip: None,
@@ -424,6 +429,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("GONGKAI_HUB_QUEUE_FRAMES", "hub.queue_frames"),
     ("GONGKAI_HUB_QUEUE_BYTES", "hub.queue_bytes"),
     ("GONGKAI_MEDIA_BIND_IP", "media.bind_ip"),
+    ("GONGKAI_MEDIA_UDP_PORT", "media.udp_port"),
     ("GONGKAI_MEDIA_UDP_PORT_MIN", "media.udp_port_min"),
     ("GONGKAI_MEDIA_UDP_PORT_MAX", "media.udp_port_max"),
     ("GONGKAI_MEDIA_PUBLIC_IP", "media.public_ip"),
@@ -578,6 +584,12 @@ impl Settings {
             return Err(invalid(
                 "media.udp_port_min",
                 "must not be above media.udp_port_max",
+            ));
+        }
+        if media.udp_port != 0 && (media.udp_port_min != 0 || media.udp_port_max != 0) {
+            return Err(invalid(
+                "media.udp_port",
+                "set either one shared port or the range media.udp_port_min..udp_port_max, not both",
             ));
         }
         if media.udp_port_min == 0 && media.udp_port_max != 0 {

@@ -58,7 +58,7 @@ impl AppState {
         let hub = Hub::new(store.clone(), bus, options, shutdown.clone());
         let login_per_user = KeyedLimiter::per_minute(settings.auth.login_per_user_per_minute);
         let login_per_ip = KeyedLimiter::per_minute(settings.auth.login_per_ip_per_minute);
-        let sfu = crate::routes::media::sfu_from_settings(&settings);
+        let sfu = crate::routes::media::sfu_from_settings(&settings)?;
         let ceremony = crate::ceremony::Ceremony::from_settings(&settings);
         Ok(AppState(Arc::new(AppStateInner {
             sfu,

@@ -14,6 +14,7 @@
 //! - `sdp`: the little SDP reading the SFU needs before the crate parses the offer.
 //! - `feedback`: the interceptor that hands viewers' PLI/FIR/NACK to the application.
 //! - `direct`: the direct send path (own SRTP context, GSO sends) for connected viewers.
+//! - `mux`: one UDP port shared by every peer (`SfuConfig::udp_port`).
 //! - [`keyframe`]: the publisher's current group of pictures, replayed to joining viewers.
 //! - [`frames`]: video packets grouped into frames, the unit that is fanned out.
 //! - [`turn`]: short-lived TURN credentials (coturn's REST-API scheme).
@@ -49,6 +50,7 @@ mod direct;
 mod feedback;
 pub mod frames;
 pub mod keyframe;
+mod mux;
 pub mod record;
 pub mod rewrite;
 mod sdp;
@@ -82,6 +84,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use direct::socket::SocketCapture;
 use keyframe::Admit;
 pub use rewrite::{Negotiated, Rewriter};
 
@@ -131,6 +134,8 @@ pub enum SfuError {
     UnknownSession,
     #[error("no free UDP port in the configured media port range")]
     NoFreePort,
+    #[error("cannot bind the media UDP port {0}: {1}")]
+    MediaPort(SocketAddr, std::io::Error),
     #[error("ICE candidate gathering did not finish in time")]
     GatheringTimeout,
     #[error("WebRTC failure: {0}")]
@@ -165,8 +170,11 @@ pub struct SfuConfig {
     /// Address the UDP sockets bind. The crate expands a wildcard to every non-loopback
     /// interface; tests on loopback pass `127.0.0.1`.
     pub bind_ip: IpAddr,
-    /// Inclusive UDP port range, one port per peer connection (the crate has no shared
-    /// UDP mux yet); `None` for ephemeral ports.
+    /// One UDP port for every peer connection (`mux`); takes precedence over
+    /// `udp_ports`.
+    pub udp_port: Option<u16>,
+    /// Inclusive UDP port range, one port per peer connection; `None` for ephemeral
+    /// ports.
     pub udp_ports: Option<(u16, u16)>,
     /// The address advertised instead of the bound one (1:1 NAT deployments).
     pub public_ip: Option<IpAddr>,
@@ -188,6 +196,7 @@ impl Default for SfuConfig {
     fn default() -> Self {
         Self {
             bind_ip: IpAddr::from([0, 0, 0, 0]),
+            udp_port: None,
             udp_ports: None,
             public_ip: None,
             ice_servers: Vec::new(),
@@ -246,6 +255,7 @@ pub enum SfuEvent {
 /// The SFU: rooms by event id.
 pub struct Sfu {
     config: SfuConfig,
+    mux: Option<Arc<mux::UdpMux>>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     next_port: AtomicU16,
     events: broadcast::Sender<SfuEvent>,
@@ -258,14 +268,32 @@ impl fmt::Debug for Sfu {
 }
 
 impl Sfu {
-    pub fn new(config: SfuConfig) -> Arc<Self> {
+    /// The SFU; with [`SfuConfig::udp_port`], binds that port now (on the current tokio
+    /// runtime), so a port in use fails at start rather than at the first publisher.
+    pub fn new(config: SfuConfig) -> Result<Arc<Self>, SfuError> {
         let first_port = config.udp_ports.map_or(0, |(min, _)| min);
-        Arc::new(Self {
+        let mux = match config.udp_port {
+            Some(port) => {
+                let addr = SocketAddr::new(config.bind_ip, port);
+                let mux = mux::UdpMux::bind(addr).map_err(|e| SfuError::MediaPort(addr, e))?;
+                tracing::info!(addr = %mux.local_addr(), "media on one UDP port");
+                Some(mux)
+            }
+            None => None,
+        };
+        Ok(Arc::new(Self {
             config,
+            mux,
             rooms: Mutex::new(HashMap::new()),
             next_port: AtomicU16::new(first_port),
             events: broadcast::channel(256).0,
-        })
+        }))
+    }
+
+    /// The shared media UDP port, when [`SfuConfig::udp_port`] is set (the bound one, so
+    /// port 0 in tests resolves).
+    pub fn media_port(&self) -> Option<u16> {
+        self.mux.as_ref().map(|mux| mux.local_addr().port())
     }
 
     pub fn config(&self) -> &SfuConfig {
@@ -324,9 +352,9 @@ impl Sfu {
             return Err(SfuError::AlreadyPublishing);
         }
         let (track_tx, mut track_rx) = mpsc::unbounded_channel();
-        let (peer, signals) = self.new_peer(Some(track_tx), None).await?;
+        let (peer, signals, sockets) = self.new_peer(Some(track_tx), None).await?;
         let answer_sdp = match negotiate(&peer, &signals, offer_sdp).await {
-            Ok(answer) => answer,
+            Ok(answer) => self.on_media_port(answer, &sockets),
             Err(error) => {
                 let _ = peer.close().await;
                 return Err(error);
@@ -442,14 +470,20 @@ impl Sfu {
             return Err(SfuError::NoCommonCodec(published.join(", ")));
         }
 
-        let capture = if self.config.direct_send {
+        let keys = if self.config.direct_send {
             rtc::crypto::default_provider()
                 .ok()
-                .map(|provider| Arc::new(direct::Capture::new(provider)))
+                .map(|provider| Arc::new(direct::keys::KeyCapture::new(provider)))
         } else {
             None
         };
-        let (peer, signals) = self.new_peer(None, capture.as_deref()).await?;
+        let (peer, signals, sockets) = self.new_peer(None, keys.as_ref()).await?;
+        let capture = keys.map(|keys| {
+            Arc::new(direct::Capture {
+                keys,
+                sockets: Arc::clone(&sockets),
+            })
+        });
         let mut outputs = Vec::new();
         for track in &usable {
             let ssrc: u32 = rand::thread_rng().r#gen();
@@ -486,7 +520,7 @@ impl Sfu {
             });
         }
         let answer_sdp = match negotiate(&peer, &signals, offer_sdp).await {
-            Ok(answer) => answer,
+            Ok(answer) => self.on_media_port(answer, &sockets),
             Err(error) => {
                 let _ = peer.close().await;
                 return Err(error);
@@ -652,33 +686,58 @@ impl Sfu {
         }
     }
 
+    /// With the shared media port, the answer's host candidates name it instead of the
+    /// ports the crate bound (see `mux`).
+    fn on_media_port(&self, answer: String, sockets: &SocketCapture) -> String {
+        match &self.mux {
+            Some(mux) => mux::rewrite_candidate_ports(
+                &answer,
+                &sockets.bound_ports(),
+                mux.local_addr().port(),
+            ),
+            None => answer,
+        }
+    }
+
     async fn new_peer(
         &self,
         tracks: Option<mpsc::UnboundedSender<Arc<dyn TrackRemote>>>,
-        capture: Option<&direct::Capture>,
-    ) -> Result<(Arc<dyn PeerConnection>, Arc<Signals>), SfuError> {
+        keys: Option<&Arc<direct::keys::KeyCapture>>,
+    ) -> Result<(Arc<dyn PeerConnection>, Arc<Signals>, Arc<SocketCapture>), SfuError> {
         let signals = Arc::new(Signals {
             gathered: Notify::new(),
             state: watch::channel(RTCPeerConnectionState::New).0,
             tracks,
         });
-        let attempts = match self.config.udp_ports {
-            None => 1,
-            Some((min, max)) => usize::from(max - min) + 1,
+        let attempts = match (&self.mux, self.config.udp_ports) {
+            (None, Some((min, max))) => usize::from(max - min) + 1,
+            _ => 1,
         };
         let mut last_error = None;
         for _ in 0..attempts {
-            let port = self.next_port();
-            match self.build_peer(Arc::clone(&signals), port, capture).await {
-                Ok(peer) => return Ok((peer, signals)),
+            // Under the mux the crate's own socket is only an address: any port does.
+            let port = if self.mux.is_some() {
+                0
+            } else {
+                self.next_port()
+            };
+            let sockets = Arc::new(match &self.mux {
+                Some(mux) => SocketCapture::with_mux(Arc::clone(mux), ice_token(8)),
+                None => SocketCapture::default(),
+            });
+            match self
+                .build_peer(Arc::clone(&signals), port, keys, &sockets)
+                .await
+            {
+                Ok(peer) => return Ok((peer, signals, sockets)),
                 // A port in use: try the next one of the range.
                 Err(error) => last_error = Some(error),
             }
         }
         match (self.config.udp_ports, last_error) {
-            (Some(_), _) => Err(SfuError::NoFreePort),
-            (None, Some(error)) => Err(error),
-            (None, None) => Err(SfuError::NoFreePort),
+            (Some(_), _) if self.mux.is_none() => Err(SfuError::NoFreePort),
+            (_, Some(error)) => Err(error),
+            (_, None) => Err(SfuError::NoFreePort),
         }
     }
 
@@ -686,7 +745,8 @@ impl Sfu {
         &self,
         signals: Arc<Signals>,
         port: u16,
-        capture: Option<&direct::Capture>,
+        keys: Option<&Arc<direct::keys::KeyCapture>>,
+        sockets: &Arc<SocketCapture>,
     ) -> Result<Arc<dyn PeerConnection>, SfuError> {
         let mut media_engine = media_engine()?;
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
@@ -705,8 +765,13 @@ impl Sfu {
         }
         settings = settings
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR));
-        if let Some(capture) = capture {
-            settings = settings.with_crypto_provider(Arc::clone(&capture.keys) as _);
+        if let Some(keys) = keys {
+            settings = settings.with_crypto_provider(Arc::clone(keys) as _);
+        }
+        if let Some(ufrag) = sockets.mux_ufrag() {
+            // The mux routes by the ufrag, so the SFU chooses it (RFC 8445: >= 4 and
+            // >= 22 ice-chars, random).
+            settings = settings.with_ice_credentials(ufrag.to_owned(), ice_token(24));
         }
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(
@@ -720,11 +785,8 @@ impl Sfu {
                     .collect(),
             )
             .build();
-        let mut builder = PeerConnectionBuilder::new();
-        if let Some(capture) = capture {
-            builder = builder.with_runtime(Arc::clone(&capture.sockets) as _);
-        }
-        let peer = builder
+        let peer = PeerConnectionBuilder::new()
+            .with_runtime(Arc::clone(sockets) as _)
             .with_configuration(configuration)
             .with_media_engine(media_engine)
             .with_setting_engine(settings.build())
@@ -878,6 +940,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A random ICE ufrag or password of `len` alphanumeric characters (a subset of RFC
+/// 8445's ice-chars).
+fn ice_token(len: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 fn session_id() -> String {

@@ -37,6 +37,7 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [hub] queue_frames              GONGKAI_HUB_QUEUE_FRAMES        256
   [hub] queue_bytes               GONGKAI_HUB_QUEUE_BYTES         1048576
   [media] bind_ip                 GONGKAI_MEDIA_BIND_IP           0.0.0.0 (all non-loopback interfaces)
+  [media] udp_port                GONGKAI_MEDIA_UDP_PORT          0 (unset; else one UDP port for every peer)
   [media] udp_port_min            GONGKAI_MEDIA_UDP_PORT_MIN      0 (with max 0: ephemeral ports)
   [media] udp_port_max            GONGKAI_MEDIA_UDP_PORT_MAX      0 (one port per peer connection)
   [media] public_ip               GONGKAI_MEDIA_PUBLIC_IP         (unset; set behind 1:1 NAT)

@@ -51,7 +51,7 @@ const RETRY_AFTER_SECS: &str = "2";
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the SFU from `[media]` (and the recordings directory).
-pub fn sfu_from_settings(settings: &Settings) -> Arc<Sfu> {
+pub fn sfu_from_settings(settings: &Settings) -> Result<Arc<Sfu>, streaming::sfu::SfuError> {
     let media = &settings.media;
     let urls = media.ice_server_urls();
     let ice_servers = urls
@@ -76,6 +76,7 @@ pub fn sfu_from_settings(settings: &Settings) -> Arc<Sfu> {
     let udp_ports = (media.udp_port_min != 0).then_some((media.udp_port_min, media.udp_port_max));
     Sfu::new(SfuConfig {
         bind_ip: media.bind_ip,
+        udp_port: (media.udp_port != 0).then_some(media.udp_port),
         udp_ports,
         public_ip: media.public_ip,
         ice_servers,
@@ -668,7 +669,10 @@ fn sfu_error(error: SfuError) -> Response {
             );
             response
         }
-        SfuError::NoFreePort | SfuError::GatheringTimeout | SfuError::WebRtc(_) => {
+        SfuError::NoFreePort
+        | SfuError::GatheringTimeout
+        | SfuError::WebRtc(_)
+        | SfuError::MediaPort(..) => {
             tracing::warn!(error = %error, "media session failed");
             let mut response =
                 ApiError::Unavailable("the media server could not set up the session".into())

@@ -23,7 +23,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rtc::crypto::RTCCryptoProvider;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp;
 use rtc::shared::marshal::Marshal;
@@ -41,15 +40,6 @@ use socket::{PeerSocket, SocketCapture};
 pub(crate) struct Capture {
     pub(crate) keys: Arc<KeyCapture>,
     pub(crate) sockets: Arc<SocketCapture>,
-}
-
-impl Capture {
-    pub(crate) fn new(provider: Arc<dyn RTCCryptoProvider>) -> Self {
-        Self {
-            keys: Arc::new(KeyCapture::new(provider)),
-            sockets: Arc::default(),
-        }
-    }
 }
 
 /// Why a connected viewer is served through the crate instead.

@@ -1,11 +1,12 @@
 //! One peer connection's UDP socket, shared with the crate.
 //!
 //! webrtc 0.21.1 binds and owns each peer connection's sockets, but it wraps them
-//! through the peer's [`Runtime`]. [`SocketCapture`] is the tokio runtime with one change:
-//! it keeps a handle to every UDP socket it wraps, and that handle notes where the
-//! remote's DTLS and SRTP(C) packets come from: the address ICE selected, which is where
-//! the direct path must send (sending from the same socket keeps ICE consent and the
-//! remote's view of the 5-tuple intact).
+//! through the peer's [`Runtime`]. [`SocketCapture`] is the tokio runtime with two
+//! changes: it keeps a handle to every UDP socket it wraps, and that handle notes where
+//! the remote's DTLS and SRTP(C) packets come from: the address ICE selected, which is
+//! where the direct path must send (sending from the same socket keeps ICE consent and
+//! the remote's view of the 5-tuple intact). And with a [`UdpMux`], the socket it hands
+//! the crate is the peer's share of the one media port instead of the one it bound.
 
 use std::future::Future;
 use std::io::{self, IoSliceMut};
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::sfu::mux::{MuxSocket, UdpMux};
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
     TokioRuntime, Transmit,
@@ -24,9 +26,35 @@ use webrtc::runtime::{
 #[derive(Debug, Default)]
 pub(crate) struct SocketCapture {
     sockets: Mutex<Vec<Arc<PeerSocket>>>,
+    /// The shared media port and this peer's local ICE ufrag on it.
+    mux: Option<(Arc<UdpMux>, String)>,
 }
 
 impl SocketCapture {
+    /// A runtime whose peer uses `mux` instead of its own sockets, with local ufrag `ufrag`.
+    pub(crate) fn with_mux(mux: Arc<UdpMux>, ufrag: String) -> Self {
+        Self {
+            sockets: Mutex::default(),
+            mux: Some((mux, ufrag)),
+        }
+    }
+
+    /// This peer's local ICE ufrag on the shared port, if it uses one.
+    pub(crate) fn mux_ufrag(&self) -> Option<&str> {
+        self.mux.as_ref().map(|(_, ufrag)| ufrag.as_str())
+    }
+
+    /// The local ports the crate bound (its host candidates carry them).
+    pub(crate) fn bound_ports(&self) -> Vec<u16> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter_map(|socket| socket.inner.local_addr().ok())
+            .map(|addr| addr.port())
+            .collect()
+    }
+
     /// The socket the remote's media comes from, once it has sent some.
     pub(crate) fn media_socket(&self) -> Option<Arc<PeerSocket>> {
         self.sockets
@@ -143,8 +171,18 @@ impl Runtime for SocketCapture {
     }
 
     fn wrap_udp_socket(&self, socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+        let inner: Arc<dyn AsyncUdpSocket> = match &self.mux {
+            // The crate's mDNS socket stays its own.
+            Some((mux, ufrag)) if socket.local_addr()?.port() != rtc::mdns::MDNS_PORT => {
+                // Only the address is kept: the shared port carries the traffic.
+                let local = socket.local_addr()?;
+                drop(socket);
+                Arc::new(MuxSocket(mux.conn(ufrag, local)))
+            }
+            _ => TokioRuntime.wrap_udp_socket(socket)?,
+        };
         let socket = Arc::new(PeerSocket {
-            inner: TokioRuntime.wrap_udp_socket(socket)?,
+            inner,
             remote: Mutex::new(None),
         });
         self.sockets

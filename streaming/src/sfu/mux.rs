@@ -88,14 +88,15 @@ impl UdpMux {
         self.routes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Finds the peer a datagram from `from` to `to` belongs to, learning new addresses
-    /// from STUN binding requests.
+    /// Finds the peer a datagram from `from` to `to` belongs to. A STUN request's
+    /// `USERNAME` decides, and moves `from` to the peer it names (a new session may come
+    /// from the address an old one, not yet timed out, used); anything else goes by
+    /// source address.
     fn route(&self, from: SocketAddr, to: Option<IpAddr>, datagram: &[u8]) -> Option<Arc<MuxConn>> {
+        let Some(ufrag) = local_ufrag(datagram) else {
+            return self.routes().by_addr.get(&from).and_then(Weak::upgrade);
+        };
         let mut routes = self.routes();
-        if let Some(conn) = routes.by_addr.get(&from).and_then(Weak::upgrade) {
-            return Some(conn);
-        }
-        let ufrag = local_ufrag(datagram)?;
         let conns: Vec<Arc<MuxConn>> = routes
             .by_ufrag
             .get(&ufrag)?
@@ -107,9 +108,15 @@ impl UdpMux {
             .find(|c| Some(c.local.ip()) == to)
             .or(conns.first())?
             .clone();
-        routes.by_addr.insert(from, Arc::downgrade(&conn));
-        drop(routes);
-        conn.state().addrs.push(from);
+        let known = routes
+            .by_addr
+            .get(&from)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&conn)));
+        if !known {
+            routes.by_addr.insert(from, Arc::downgrade(&conn));
+            drop(routes);
+            conn.state().addrs.push(from);
+        }
         Some(conn)
     }
 
@@ -424,9 +431,23 @@ mod tests {
             (&[0x81, 7][..], other.local_addr().unwrap())
         );
 
+        // A new session from the same address: its check moves the address to it.
+        let c = MuxSocket(mux.conn("cccc", "127.0.0.1:3".parse().unwrap()));
+        remote
+            .send_to(&binding_request("cccc:remote2"), shared)
+            .await
+            .unwrap();
+        remote.send_to(&[23, 5], shared).await.unwrap();
+        c.recv_from(&mut buf).await.unwrap();
+        let (len, _) = c.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..len], &[23, 5]);
+
         // A conn that is gone takes its routes with it.
-        drop(b);
+        drop(c);
         assert!(!mux.routes().by_addr.contains_key(&remote_addr));
+        assert!(!mux.routes().by_ufrag.contains_key("cccc"));
+        drop(b);
         assert!(!mux.routes().by_ufrag.contains_key("bbbb"));
+        assert!(mux.routes().by_ufrag.contains_key("aaaa"));
     }
 }

@@ -65,6 +65,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rand::Rng;
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -763,6 +764,11 @@ impl Sfu {
         if self.config.bind_ip.is_loopback() {
             settings = settings.with_include_loopback_candidate(true);
         }
+        // No mDNS: browsers' `.local` host candidates are on their own LAN, which a server
+        // cannot resolve; their checks reach it anyway and ICE learns their address from
+        // them (peer reflexive). Left on, every peer would hold its own socket on 5353
+        // and wake for every multicast packet on the server's network.
+        settings = settings.with_multicast_dns_mode(MulticastDnsMode::Disabled);
         settings = settings
             .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_CHECKS_PER_PAIR));
         if let Some(keys) = keys {

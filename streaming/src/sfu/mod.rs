@@ -291,11 +291,6 @@ impl Sfu {
         }))
     }
 
-    /// The shared media UDP port, when [`SfuConfig::udp_port`] is set (the bound one, so
-    /// port 0 in tests resolves).
-    pub fn media_port(&self) -> Option<u16> {
-        self.mux.as_ref().map(|mux| mux.local_addr().port())
-    }
 
     pub fn config(&self) -> &SfuConfig {
         &self.config
@@ -1223,9 +1218,8 @@ async fn send_keyframe_requests(
 }
 
 /// Relays one viewer track's PLI/FIR (see `feedback`) to the publisher through the room's
-/// coalescing keyframe request; ends when the track is unbound.
-/// Relays a viewer track's keyframe requests to the room and its NACKs to `nacks` (the
-/// viewer task, which answers them on the direct path).
+/// coalescing keyframe request, and its NACKs to `nacks` (the viewer task, which answers
+/// them on the direct path); ends when the track is unbound.
 async fn relay_feedback(
     room: Weak<Room>,
     local: Arc<TrackLocalStaticRTP>,

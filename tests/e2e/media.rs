@@ -17,13 +17,26 @@ const MEDIA_CONFIG: &str = "[media]\nbind_ip = \"127.0.0.1\"\n";
 /// Bound on any single peer process (they stop themselves earlier).
 const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `MEDIA_CONFIG` with every peer on one UDP port (`[media] udp_port`), free just now.
-fn one_port_config() -> String {
+/// `MEDIA_CONFIG` with every peer on one UDP port (`[media] udp_port`), free just now,
+/// and that port.
+fn one_port_config() -> (String, u16) {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("a free UDP port")
         .port();
-    format!("{MEDIA_CONFIG}udp_port = {port}\n")
+    (format!("{MEDIA_CONFIG}udp_port = {port}\n"), port)
+}
+
+/// An event of `app` with an aiortc publisher sending for `seconds`: (event id, WHEP
+/// URL, the publisher).
+async fn publishing(app: &TestApp, seconds: &str) -> (String, String, Peer) {
+    let (event, token) = setup(app).await;
+    let whip = app.url(&format!("/whip/{event}"));
+    let whep = app.url(&format!("/whep/{event}"));
+    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, seconds]);
+    let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
+    assert_eq!(published["status"], 201, "{published}");
+    (event, whep, publisher)
 }
 
 fn peer_script(name: &str) -> PathBuf {
@@ -286,20 +299,9 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
 /// including the direct send path and its retransmissions.
 #[tokio::test]
 async fn one_udp_port_carries_the_publisher_and_every_viewer() {
-    let config = one_port_config();
-    let port = config
-        .rsplit("udp_port = ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (config, port) = one_port_config();
     let app = TestApp::spawn_with(AppOptions::default().config(&config)).await;
-    let (event, token) = setup(&app).await;
-    let whip = app.url(&format!("/whip/{event}"));
-    let whep = app.url(&format!("/whep/{event}"));
-    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "16"]);
-    let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
-    assert_eq!(published["status"], 201, "{published}");
+    let (event, whep, publisher) = publishing(&app, "16").await;
     wait_status(&app, &event, |s| s["publishing"] == true).await;
 
     // The answer's host candidates name the shared port and nothing else. (503 until the
@@ -329,6 +331,7 @@ async fn one_udp_port_carries_the_publisher_and_every_viewer() {
         .filter_map(|l| l.split(' ').nth(5))
         .collect();
     assert!(!ports.is_empty(), "no host candidates: {sdp}");
+    let port = port.to_string();
     assert!(ports.iter().all(|p| *p == port), "{ports:?} in {sdp}");
     let deleted = app
         .anonymous_client()
@@ -364,12 +367,7 @@ async fn one_udp_port_carries_the_publisher_and_every_viewer() {
 #[tokio::test]
 async fn a_viewer_losing_packets_gets_them_retransmitted_and_keeps_decoding() {
     let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
-    let (event, token) = setup(&app).await;
-    let whip = app.url(&format!("/whip/{event}"));
-    let whep = app.url(&format!("/whep/{event}"));
-    let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "16"]);
-    let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
-    assert_eq!(published["status"], 201, "{published}");
+    let (event, whep, publisher) = publishing(&app, "16").await;
 
     let mut viewer = Peer::start("whep_viewer.py", &[&whep, "12", "--drop-every", "10"]);
     let watching = viewer_until(&mut viewer, |l| l["video_frames"].as_u64() > Some(0)).await;
@@ -610,7 +608,7 @@ async fn chromium_broadcaster_page_live_with_chat_then_stop_and_replay() {
     use crate::support::browser::BrowserOptions;
     use fantoccini::Locator;
 
-    let app = TestApp::spawn_with(AppOptions::default().config(&one_port_config())).await;
+    let app = TestApp::spawn_with(AppOptions::default().config(&one_port_config().0)).await;
     // OBS's token, issued before anyone opens the broadcaster page.
     let (event, obs_token) = setup(&app).await;
     let api = app.create_token("admin", "media-flow");

@@ -291,7 +291,6 @@ impl Sfu {
         }))
     }
 
-
     pub fn config(&self) -> &SfuConfig {
         &self.config
     }

@@ -364,6 +364,7 @@ async fn one_udp_port_carries_the_publisher_and_every_viewer() {
 
 /// The direct send path answers NACKs itself (the crate's NACK responder never saw those
 /// packets): a viewer that loses every 10th video packet on the way in gets them again.
+/// It also sends the sender reports players align audio and video with.
 #[tokio::test]
 async fn a_viewer_losing_packets_gets_them_retransmitted_and_keeps_decoding() {
     let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
@@ -396,6 +397,11 @@ async fn a_viewer_losing_packets_gets_them_retransmitted_and_keeps_decoding() {
     );
     assert!(last["video_frames"].as_u64().unwrap_or(0) > 150, "{last}");
     assert_eq!(direct, 1.0, "the viewer is on the direct path: {watching}");
+    // The direct path sends the RTCP sender reports the crate's reporter no longer can.
+    assert!(
+        last["reported_video_packets"].as_u64().unwrap_or(0) > 100,
+        "no sender reports: {last}"
+    );
 }
 
 #[tokio::test]

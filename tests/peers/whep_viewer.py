@@ -11,7 +11,9 @@ Usage: whep_viewer.py URL SECONDS [--token T] [--codec h264|vp8] [--pli-every S]
 Retries a 503 (nobody publishing yet) every second, within SECONDS.
 Prints {"status": code, "links": [...]} once the POST is answered (the `Link` headers),
 then one JSON line per second: {"video_frames": n, "audio_frames": m, "first_frame_s": f,
-"plis_sent": p, "dropped": d, "recovered": r, "t": seconds since start}
+"plis_sent": p, "dropped": d, "recovered": r, "reported_video_packets": s,
+"t": seconds since start}, where s is the packet count in the last RTCP sender report
+for the video stream (aiortc's remote-outbound-rtp statistics)
 and a final {"done": true, ...}. Frames counted are frames aiortc's decoder produced, not
 packets: forwarding that does not decode counts zero.
 """
@@ -80,6 +82,7 @@ async def main(args):
         "plis_sent": 0,
         "dropped": 0,
         "recovered": 0,
+        "reported_video_packets": 0,
     }
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     video = pc.addTransceiver("video", direction="recvonly")
@@ -137,6 +140,9 @@ async def main(args):
     deadline = started + args.seconds
     while time.monotonic() < deadline:
         await asyncio.sleep(1)
+        for stats in (await video.receiver.getStats()).values():
+            if stats.type == "remote-outbound-rtp":
+                counts["reported_video_packets"] = stats.packetsSent
         print(json.dumps(dict(counts, t=round(time.monotonic() - started, 3))), flush=True)
     await pc.close()
     print(json.dumps(dict(counts, done=True)), flush=True)

@@ -111,6 +111,8 @@ const KEYFRAME_SAFETY_INTERVAL: Duration = Duration::from_secs(10);
 /// Items (audio packets, video frames) buffered per room for slow viewer tasks: about
 /// 3 s of 30 fps video with 50 audio packets/s.
 const ROOM_CHANNEL_CAPACITY: usize = 256;
+/// How often a viewer on the direct path gets RTCP sender reports (the crate's default).
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// NACK reports a viewer task may have waiting; more than this and it is behind anyway.
 const NACK_QUEUE: usize = 32;
 /// A cached run longer than this still goes to a joining viewer, but a fresh keyframe
@@ -1401,6 +1403,8 @@ async fn forward_to_viewer(
         drop(nack_tx);
         let _abort_relays = AbortOnDrop(relays);
         let mut gate = keyframe::ResyncGate::default();
+        let mut reports = tokio::time::interval(SENDER_REPORT_INTERVAL);
+        reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 received = packets.recv() => match received {
@@ -1430,6 +1434,11 @@ async fn forward_to_viewer(
                 changed = state.changed() => {
                     if changed.is_err() || !is_live(*state.borrow()) {
                         break;
+                    }
+                }
+                _ = reports.tick(), if direct.is_some() => {
+                    if let Some(direct) = direct.as_mut() {
+                        let _ = direct.report().await;
                     }
                 }
                 Some(lost) = nacks.recv() => {
@@ -1500,7 +1509,11 @@ async fn forward_packet(
             }
         }
         let keep = forwarded.kind == RtpCodecKind::Video;
-        match direct.send(&packets, keep).await {
+        let clock_rate = outputs
+            .iter()
+            .find(|o| o.kind == forwarded.kind)
+            .map_or(90_000, |o| o.clock_rate);
+        match direct.send(&packets, clock_rate, keep).await {
             Ok(sent) => room.forwarded.fetch_add(sent as u64, Ordering::Relaxed),
             Err(_) => room
                 .dropped

@@ -11,17 +11,18 @@
 //! The crate keeps handling everything else for the peer: ICE (checks, consent), DTLS,
 //! and the viewer's RTCP. NACKs come back through `feedback` and are answered here from
 //! a short history ([`History`]), since the crate's NACK responder never saw these
-//! packets. A viewer whose keys or socket cannot be had (say, a future crate version
+//! packets; for the same reason the SFU sends the sender reports ([`reports`]). A viewer whose keys or socket cannot be had (say, a future crate version
 //! derives keys differently) is served through the crate as before; the room counts
 //! both kinds.
 
 mod history;
 pub(crate) mod keys;
+mod reports;
 pub(crate) mod socket;
 
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::rtp;
@@ -34,6 +35,7 @@ use webrtc::peer_connection::PeerConnection;
 
 use history::History;
 use keys::KeyCapture;
+use reports::SentStreams;
 use socket::{PeerSocket, SocketCapture};
 
 /// What a viewer's peer connection is built with so the direct path can take over later.
@@ -62,6 +64,7 @@ pub(crate) struct DirectPath {
     socket: Arc<PeerSocket>,
     srtp: SrtpContext,
     history: History,
+    sent: SentStreams,
     /// Encrypted datagrams of the current send, back to back, and their lengths.
     datagrams: Vec<u8>,
     lengths: Vec<usize>,
@@ -107,23 +110,56 @@ impl DirectPath {
             socket,
             srtp,
             history: History::default(),
+            sent: SentStreams::default(),
             datagrams: Vec::new(),
             lengths: Vec::new(),
         })
     }
 
-    /// Encrypts and sends `packets` (already rewritten for this viewer); returns how many
-    /// left. Video is kept for NACKs.
-    pub(crate) async fn send(&mut self, packets: &[rtp::Packet], keep: bool) -> io::Result<usize> {
+    /// Encrypts and sends `packets` (already rewritten for this viewer, on a stream whose
+    /// RTP clock runs at `clock_rate`); returns how many left. Video is kept for NACKs.
+    pub(crate) async fn send(
+        &mut self,
+        packets: &[rtp::Packet],
+        clock_rate: u32,
+        keep: bool,
+    ) -> io::Result<usize> {
         self.datagrams.clear();
         self.lengths.clear();
+        let now = Instant::now();
         for packet in packets {
             self.encrypt(packet)?;
+            self.sent.sent(packet, clock_rate, now);
             if keep {
                 self.history.keep(packet.clone());
             }
         }
         self.flush().await
+    }
+
+    /// Sends an RTCP sender report for each stream sent so far (see `reports`).
+    ///
+    /// The crate sends no SRTCP on a viewer's connection (it receives no media there and
+    /// its reporter saw none of these packets), so this context's SRTCP indexes are the
+    /// only ones used with these SSRCs and keys.
+    pub(crate) async fn report(&mut self) -> io::Result<()> {
+        let reports: Vec<Box<dyn rtc::rtcp::Packet>> = self
+            .sent
+            .reports(Instant::now(), SystemTime::now())
+            .into_iter()
+            .map(|report| Box::new(report) as Box<dyn rtc::rtcp::Packet>)
+            .collect();
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let plain = rtc::rtcp::packet::marshal(&reports).map_err(io::Error::other)?;
+        let encrypted = self.srtp.encrypt_rtcp(&plain).map_err(io::Error::other)?;
+        let destination = self
+            .socket
+            .remote()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
+        self.socket.send(destination, &encrypted, None).await?;
+        Ok(())
     }
 
     /// Sends again the kept packets among `sequence_numbers` (a viewer's NACK).

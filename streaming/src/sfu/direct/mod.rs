@@ -11,9 +11,10 @@
 //! The crate keeps handling everything else for the peer: ICE (checks, consent), DTLS,
 //! and the viewer's RTCP. NACKs come back through `feedback` and are answered here from
 //! a short history ([`History`]), since the crate's NACK responder never saw these
-//! packets; for the same reason the SFU sends the sender reports ([`reports`]). A viewer whose keys or socket cannot be had (say, a future crate version
-//! derives keys differently) is served through the crate as before; the room counts
-//! both kinds.
+//! packets; for the same reason the SFU sends the sender reports ([`reports`]). A viewer
+//! whose keys or socket cannot be had (say, one whose media reaches the server only
+//! through its own TURN relay) is served through the crate as before; the room counts
+//! the viewers on this path.
 
 mod history;
 pub(crate) mod keys;

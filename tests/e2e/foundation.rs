@@ -118,6 +118,11 @@ fn bad_configuration_is_refused_naming_the_key() {
             env: Some(("GONGKAI_LISTN", "127.0.0.1:0")),
             key: "gongkai_listn",
         },
+        Case {
+            toml: "[media]\nudp_port = 40000\nudp_port_min = 41000\nudp_port_max = 41999\n",
+            env: None,
+            key: "media.udp_port",
+        },
     ];
     for case in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -160,6 +165,45 @@ fn bad_configuration_is_refused_naming_the_key() {
             case.toml
         );
     }
+}
+
+/// The shared media port is bound at start, so a port already taken stops the server
+/// with a message naming it instead of failing the first publisher.
+#[test]
+fn a_media_port_in_use_stops_the_start_naming_it() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gongkai.toml");
+    std::fs::write(
+        &config,
+        format!("[media]\nbind_ip = \"127.0.0.1\"\nudp_port = {port}\n"),
+    )
+    .unwrap();
+    let mut command = gongkai_command();
+    command
+        .current_dir(dir.path())
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    let out = run_with_timeout(command, None, Duration::from_secs(30));
+    assert!(
+        !out.status.success(),
+        "started on a taken port: {}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("listening on"), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains(&format!("media UDP port 127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
+    drop(taken);
 }
 
 #[tokio::test]

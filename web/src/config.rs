@@ -800,6 +800,31 @@ mod tests {
     }
 
     #[test]
+    fn one_media_port_or_a_range_not_both() {
+        let s = load(
+            Some("[media]\nudp_port = 40000\n"),
+            &[("GONGKAI_MEDIA_DIRECT_SEND", "false")],
+            ConfigArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(s.media.udp_port, 40000);
+        assert!(!s.media.direct_send);
+        assert!(
+            load(None, &[], ConfigArgs::default())
+                .unwrap()
+                .media
+                .direct_send
+        );
+        let err = load(
+            Some("[media]\nudp_port = 40000\nudp_port_min = 41000\nudp_port_max = 41999\n"),
+            &[],
+            ConfigArgs::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("media.udp_port"), "{err}");
+    }
+
+    #[test]
     fn https_public_url_means_secure_cookies() {
         let s = load(
             Some("public_url = \"https://gk.example\"\n"),

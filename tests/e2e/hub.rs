@@ -579,6 +579,70 @@ async fn one_node_chat_qa_moderation_replay_record_and_shutdown() {
     );
 }
 
+/// What the WebSocket layer itself owes a client: a JSON error for a request that is not
+/// an upgrade, pongs, a close for an oversized message, and a reply to the client's close.
+#[tokio::test]
+async fn the_websocket_layer_answers_pings_oversized_messages_and_closes() {
+    let app = TestApp::spawn_with(AppOptions::default()).await;
+    app.create_user("admin", PASSWORD, &["admin"]);
+    let admin = staff_session(&app, "admin").await;
+    let event = live_event(&app, &admin).await;
+
+    let plain = app
+        .anonymous_client()
+        .get(app.url(&format!("/ws/events/{event}")))
+        .send()
+        .await
+        .expect("plain GET");
+    assert_eq!(plain.status(), 400);
+    let body: Value = plain.json().await.expect("JSON error");
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.to_lowercase().contains("upgrade")),
+        "{body}"
+    );
+
+    let jia = viewer_cookie(&app, "甲").await;
+    let mut a = Ws::connect(&app.base_url, &event, Some(&jia), None).await;
+    a.until("snapshot", |_| true).await;
+    a.stream
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .expect("ping");
+    let pong = loop {
+        let frame = tokio::time::timeout(WAIT, a.stream.next())
+            .await
+            .expect("pong within the timeout")
+            .expect("open")
+            .expect("read");
+        if let Message::Pong(payload) = frame {
+            break payload;
+        }
+    };
+    assert_eq!(&pong[..], b"are you there");
+    // Still a working socket after the pong: chat goes through.
+    a.send(json!({"type": "chat.send", "text": "还在"})).await;
+    a.until("chat.message", |m| m["text"] == "还在").await;
+
+    // Over the 16 KiB message limit: the connection ends with 1009.
+    a.send_text("x".repeat(20 * 1024)).await;
+    assert_eq!(a.close_code().await, u16::from(CloseCode::Size));
+
+    // The client closes: the server answers with its own close frame.
+    let mut b = Ws::connect(&app.base_url, &event, Some(&jia), None).await;
+    b.until("snapshot", |_| true).await;
+    b.stream
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .expect("close");
+    assert_eq!(b.close_code().await, u16::from(CloseCode::Normal));
+}
+
 #[tokio::test]
 async fn two_nodes_share_one_room_over_nats() {
     let nats = std::env::var("GONGKAI_TEST_NATS_URL")

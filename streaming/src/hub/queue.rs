@@ -95,6 +95,11 @@ impl<T: QueueItem> OutboundQueue<T> {
         out
     }
 
+    /// The queued items, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }

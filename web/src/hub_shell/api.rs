@@ -5,8 +5,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +16,7 @@ use tokio::sync::oneshot;
 
 use super::room_task::{Command, STAFF_TIMEOUT};
 use super::socket::{self, Who};
+use super::upgrade::WsUpgrade;
 use crate::auth::{Caller, ClientIp, PageCaller, Role};
 use crate::domain::event::{Event, EventId, EventStatus};
 use crate::error::ApiError;
@@ -25,9 +24,6 @@ use crate::state::AppState;
 use crate::store::{EventRecord, OfflineAnswer, ViewerSample, now_ms};
 use crate::viewer::{MaybeViewer, ViewerIdentity};
 
-/// Largest WebSocket message accepted at all. Text frames over the protocol's 4096 bytes
-/// (and up to this) get `frame_too_large`; larger ones end the connection (1009).
-const MAX_WS_MESSAGE: usize = 16 * 1024;
 const MAX_ANSWER_CHARS: usize = 5000;
 
 /// `GET /ws/events/{event_id}` (outside `/api/v1`).
@@ -50,7 +46,7 @@ async fn connect(
     MaybeViewer(viewer): MaybeViewer,
     PageCaller(caller): PageCaller,
     ClientIp(ip): ClientIp,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<WsUpgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     let event = match EventId::parse(&id).and_then(|id| state.hub.open_event(&id)) {
         // A room is open here: it follows the event's changes itself.
@@ -58,26 +54,14 @@ async fn connect(
         _ => Arc::new(public_event(&state, &id).await?),
     };
     let since = parse_since(query.as_deref())?;
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return Ok(rejection.into_response()),
-    };
+    let upgrade = upgrade?;
     let who = identity(caller.as_ref(), viewer.as_ref(), ip);
     tracing::debug!(event = %event.id, staff = who.role.is_some(), read_only = who.read_only, "websocket");
     let hub = state.hub.clone();
-    // The read buffer is zero-filled and kept per socket (the default 128 KiB would be
-    // gigabytes at tens of thousands of idle viewers), and it is most of what an idle
-    // socket costs. Client frames are small (a ping is ~40 bytes, a long chat message
-    // ~1.5 KB); a larger frame grows the buffer to fit and takes a few more reads.
-    Ok(upgrade
-        .read_buffer_size(1024)
-        .write_buffer_size(16 * 1024)
-        .max_message_size(MAX_WS_MESSAGE)
-        .max_frame_size(MAX_WS_MESSAGE)
-        .on_upgrade(move |ws| {
-            let tasks = hub.0.tasks.clone();
-            tasks.track_future(socket::serve(hub, ws, event, who, since))
-        }))
+    Ok(upgrade.on_upgrade(move |connection| {
+        let tasks = hub.0.tasks.clone();
+        tasks.track_future(socket::serve(hub, connection, event, who, since))
+    }))
 }
 
 #[derive(Debug, Serialize)]

@@ -4,8 +4,11 @@
 //! - [`Hub`]: this node's rooms (one task per event with connections), its node id, the
 //!   bus, and the tasks to wait for at shutdown.
 //! - `room_task`: the task that owns one `Room`, feeds it and carries out its effects.
-//! - `socket`: one WebSocket (one task: a send loop and a receive loop).
-//! - `outbox`: a socket's bounded queue (overflow closes with 4001).
+//! - `upgrade`: the WebSocket handshake, keeping the raw upgraded connection.
+//! - `socket`: one WebSocket (one task: the outbox's writer and a receive loop).
+//! - `outbox`: a socket's write side: a bounded queue of framed bytes (overflow closes
+//!   with 4001), written with one vectored write.
+//! - `wire`: server frames as bytes, framed once for every viewer.
 //! - `persist`: the per-room database writer.
 //! - `bus`: in-process or NATS fan-out between nodes.
 //! - `api`: `GET /ws/events/{id}`, `/api/v1/events/{id}/record`, the staff answer API.
@@ -16,6 +19,8 @@ mod outbox;
 mod persist;
 mod room_task;
 mod socket;
+mod upgrade;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,110 +1,326 @@
-//! [`Outbox`]: one socket's bounded outgoing queue, shared by the room task (which
-//! pushes and never waits) and the socket's send loop (which drains).
+//! [`Outbox`]: one socket's write side, shared by the room task (which pushes and never
+//! waits) and the socket's task (which writes).
+//!
+//! Frames arrive framed already (`wire`), the same `Bytes` for every viewer, so a push
+//! is a reference-count increment and the socket task writes them with no per-socket
+//! framing or copy: everything queued goes out in one vectored write. The queue is
+//! bounded; overflow closes with 4001.
+//!
+//! Measured against the room writing into each socket itself when nothing was queued
+//! (docs/benchmarks.md, "Framed once, written by the socket's task"): that made a
+//! broadcast one long poll of the room task, on one core, and was slower than letting
+//! the sockets' tasks write in parallel.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::io;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 
-use streaming::hub::{CLOSE_LAGGING, Frame, OutboundQueue};
+use bytes::{Buf, Bytes};
+use streaming::hub::{CLOSE_LAGGING, OutboundQueue};
+use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
-/// Frames written per socket flush.
-const DRAIN_BATCH: usize = 64;
+use super::wire;
 
-#[derive(Debug)]
+/// The socket's write half.
+pub type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Queued frames written per system call when the socket task catches up.
+const WRITE_BATCH: usize = 64;
+
 pub struct Outbox {
     state: Mutex<State>,
+    /// Wakes the socket task: something was queued, or the socket is to be closed.
     notify: Notify,
 }
 
-#[derive(Debug)]
-struct State {
-    queue: OutboundQueue<Frame>,
-    close: Option<(u16, &'static str)>,
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
 }
 
-/// What the send loop does next.
-#[derive(Debug)]
-pub enum Next {
-    Frames(Vec<Frame>),
-    Close(u16, &'static str),
+struct State {
+    writer: Writer,
+    /// The frame being written: the part the socket has not taken yet.
+    current: Option<Bytes>,
+    /// Whole frames waiting behind `current`.
+    queue: OutboundQueue<Bytes>,
+    close: Option<Closing>,
+    /// Writing failed (the peer is gone): everything else is dropped.
+    failed: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Closing {
+    /// Send a close frame after what is queued, then end the connection.
+    Frame(u16, &'static str),
+    /// The peer closed: write what is queued (the close reply among it), then end.
+    Finish,
+}
+
+/// How [`Outbox::write_queued`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// Nothing left to write; wait for more.
+    Idle,
+    /// The connection is finished (closed, or the peer is gone).
+    Done,
 }
 
 impl Outbox {
-    pub fn new(max_frames: usize, max_bytes: usize) -> Arc<Outbox> {
+    pub fn new(writer: Writer, max_frames: usize, max_bytes: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             state: Mutex::new(State {
+                writer,
+                current: None,
                 queue: OutboundQueue::new(max_frames, max_bytes),
                 close: None,
+                failed: false,
             }),
             notify: Notify::new(),
         })
     }
 
-    /// Queues a frame. `false`: the queue overflowed, the socket is being closed with
-    /// 4001 and the caller must forget the connection.
-    pub fn push(&self, frame: Frame) -> bool {
+    /// Queues a framed message for the socket task. `false`: the queue overflowed, the
+    /// socket is being closed with 4001 and the caller must forget the connection.
+    pub fn push(&self, bytes: Bytes) -> bool {
         let mut state = self.lock();
-        if state.close.is_some() {
+        if state.close.is_some() || state.failed {
             return true;
         }
-        let ok = state.queue.push(frame).is_ok();
-        if !ok {
-            state.close = Some((CLOSE_LAGGING, "connection fell behind; resume with since"));
+        let was_idle = state.idle();
+        // Overflow drops the queue but not `current`: a frame is never cut short.
+        if state.queue.push(bytes).is_err() {
+            state.close = Some(Closing::Frame(
+                CLOSE_LAGGING,
+                "connection fell behind; resume with since",
+            ));
+            drop(state);
+            self.notify.notify_one();
+            return false;
         }
         drop(state);
-        self.notify.notify_one();
-        ok
+        // A socket task that is writing finds this in the queue without being told.
+        if was_idle {
+            self.notify.notify_one();
+        }
+        true
     }
 
-    /// Closes after the frames already queued are written.
+    /// Closes with `code` after the frames already queued are written.
     pub fn close(&self, code: u16, reason: &'static str) {
+        self.closing(Closing::Frame(code, reason));
+    }
+
+    /// The peer closed: write what is queued, then end.
+    pub fn finish(&self) {
+        self.closing(Closing::Finish);
+    }
+
+    fn closing(&self, closing: Closing) {
         let mut state = self.lock();
         if state.close.is_none() {
-            state.close = Some((code, reason));
+            state.close = Some(closing);
         }
         drop(state);
         self.notify.notify_one();
     }
 
-    /// Waits for frames to write or the close.
-    pub async fn next(&self) -> Next {
+    /// The socket task's side: waits until there is something to do, writes it, and
+    /// returns when the queue is empty again or the connection is finished.
+    pub async fn write_queued(&self) -> Drained {
+        self.notify.notified().await;
+        std::future::poll_fn(|cx| self.poll_write_queued(cx)).await
+    }
+
+    fn poll_write_queued(&self, cx: &mut Context<'_>) -> Poll<Drained> {
+        let mut state = self.lock();
         loop {
-            {
-                let mut state = self.lock();
-                if !state.queue.is_empty() {
-                    return Next::Frames(state.queue.drain(DRAIN_BATCH));
-                }
-                if let Some((code, reason)) = state.close {
-                    return Next::Close(code, reason);
+            if state.failed {
+                return Poll::Ready(Drained::Done);
+            }
+            if state.idle() {
+                match state.close {
+                    None => return Poll::Ready(Drained::Idle),
+                    Some(Closing::Frame(code, reason)) => {
+                        state.close = Some(Closing::Finish);
+                        state.current = Some(wire::close(code, reason));
+                        continue;
+                    }
+                    Some(Closing::Finish) => {
+                        // Best effort: the connection ends either way.
+                        let _ = state.writer.as_mut().poll_shutdown(cx);
+                        state.failed = true;
+                        return Poll::Ready(Drained::Done);
+                    }
                 }
             }
-            // `notify_one` stores a permit when nobody waits, so a push between the check
-            // above and this await is not missed.
-            self.notify.notified().await;
+            match state.poll_write_some(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => state.failed = true,
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding the lock; recover the data if something did.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
+impl State {
+    fn idle(&self) -> bool {
+        self.current.is_none() && self.queue.is_empty()
+    }
+
+    /// One vectored write of `current` and the frames behind it.
+    fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut written = {
+            let slices: Vec<IoSlice<'_>> = self
+                .current
+                .iter()
+                .chain(self.queue.iter().take(WRITE_BATCH))
+                .map(|bytes| IoSlice::new(bytes))
+                .collect();
+            match self.writer.as_mut().poll_write_vectored(cx, &slices) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        };
+        loop {
+            let Some(mut front) = self.current.take().or_else(|| self.queue.pop()) else {
+                break;
+            };
+            if written < front.len() {
+                front.advance(written);
+                self.current = Some(front);
+                break;
+            }
+            written -= front.len();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// What the WebSocket protocol layer writes on its own (pongs, the reply to a close):
+/// queued in the outbox, so it never lands inside a frame the room is writing.
+pub struct ControlWriter(pub Arc<Outbox>);
+
+impl AsyncWrite for ControlWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.push(Bytes::copy_from_slice(buf));
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
     use super::*;
 
-    #[tokio::test]
-    async fn drains_then_closes_and_overflow_closes_with_4001() {
-        let outbox = Outbox::new(2, 1 << 20);
-        assert!(outbox.push(Frame::from_json("a")));
-        outbox.close(1001, "bye");
-        assert!(matches!(outbox.next().await, Next::Frames(f) if f.len() == 1));
-        assert!(matches!(outbox.next().await, Next::Close(1001, _)));
+    fn new_outbox(capacity: usize, frames: usize) -> (Arc<Outbox>, DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(capacity);
+        let (_, write) = tokio::io::split(ours);
+        (Outbox::new(Box::pin(write), frames, 1 << 20), theirs)
+    }
 
-        let slow = Outbox::new(2, 1 << 20);
-        assert!(slow.push(Frame::from_json("a")));
-        assert!(slow.push(Frame::from_json("b")));
-        assert!(!slow.push(Frame::from_json("c")));
-        assert!(matches!(slow.next().await, Next::Close(CLOSE_LAGGING, _)));
+    async fn read_exactly(peer: &mut DuplexStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        peer.read_exact(&mut buf).await.expect("read");
+        buf
+    }
+
+    fn spawn_writer(outbox: &Arc<Outbox>) -> tokio::task::JoinHandle<Drained> {
+        let outbox = Arc::clone(outbox);
+        tokio::spawn(async move { outbox.write_queued().await })
+    }
+
+    #[tokio::test]
+    async fn writes_in_order_through_a_socket_that_takes_a_little_at_a_time() {
+        let (outbox, mut peer) = new_outbox(8, 16);
+        assert!(outbox.push(Bytes::from_static(b"0123456789")));
+        assert!(outbox.push(Bytes::from_static(b"abc")));
+        let writer = spawn_writer(&outbox);
+        assert_eq!(read_exactly(&mut peer, 13).await, b"0123456789abc");
+        assert_eq!(writer.await.expect("task"), Drained::Idle);
+        assert!(outbox.push(Bytes::from_static(b"next")));
+        let writer = spawn_writer(&outbox);
+        assert_eq!(read_exactly(&mut peer, 4).await, b"next");
+        assert_eq!(writer.await.expect("task"), Drained::Idle);
+    }
+
+    #[tokio::test]
+    async fn overflow_closes_with_4001_after_the_frame_begun() {
+        let (outbox, mut peer) = new_outbox(4, 2);
+        assert!(outbox.push(Bytes::from_static(b"abcdef")));
+        // The socket takes 4 bytes; "ef" is left of the frame being written.
+        let writer = spawn_writer(&outbox);
+        let mut first = [0; 4];
+        peer.read_exact(&mut first).await.expect("read");
+        assert!(outbox.push(Bytes::from_static(b"gh")));
+        assert!(outbox.push(Bytes::from_static(b"ij")));
+        assert!(
+            !outbox.push(Bytes::from_static(b"kl")),
+            "third queued frame"
+        );
+        assert!(
+            outbox.push(Bytes::from_static(b"mn")),
+            "ignored once closing"
+        );
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest)
+            .await
+            .expect("read to the shutdown");
+        let close = wire::close(CLOSE_LAGGING, "connection fell behind; resume with since");
+        assert_eq!(
+            [&first[..], &rest].concat(),
+            [&b"abcdef"[..], &close].concat(),
+            "the frame begun is finished, the queue dropped, then the close"
+        );
+        assert_eq!(writer.await.expect("task"), Drained::Done);
+    }
+
+    #[tokio::test]
+    async fn close_and_finish_write_what_is_queued_first() {
+        let (outbox, mut peer) = new_outbox(1024, 4);
+        assert!(outbox.push(Bytes::from_static(b"hi")));
+        outbox.close(1001, "bye");
+        assert_eq!(outbox.write_queued().await, Drained::Done);
+        let mut all = Vec::new();
+        peer.read_to_end(&mut all).await.expect("read");
+        assert_eq!(all, [&b"hi"[..], &wire::close(1001, "bye")].concat());
+
+        let (finishing, mut peer) = new_outbox(1024, 4);
+        let mut control = ControlWriter(Arc::clone(&finishing));
+        tokio::io::AsyncWriteExt::write_all(&mut control, b"pong")
+            .await
+            .expect("control write");
+        finishing.finish();
+        assert_eq!(finishing.write_queued().await, Drained::Done);
+        let mut all = Vec::new();
+        peer.read_to_end(&mut all).await.expect("read");
+        assert_eq!(
+            all, b"pong",
+            "no close frame of ours after the peer's close"
+        );
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::bus::{Subscription, changes_subject, room_subject};
 use super::outbox::Outbox;
 use super::persist::{self, Job};
-use super::{Hub, event_info, now_millis};
+use super::{Hub, event_info, now_millis, wire};
 use crate::domain::event::Event;
 
 /// What sockets, the staff API and `event_changed` ask of a room.
@@ -257,7 +257,7 @@ impl Shell {
             match effect {
                 Effect::Send { conn, frame } => {
                     if let Some(slot) = self.conns.get(&conn) {
-                        if !slot.outbox.push(frame) {
+                        if !slot.outbox.push(wire::text(frame.as_str().as_bytes())) {
                             gone.push(conn);
                         }
                     } else if self.staff.contains_key(&conn)
@@ -270,8 +270,10 @@ impl Shell {
                     }
                 }
                 Effect::Broadcast { frame } => {
+                    // Framed once; every socket gets the same bytes.
+                    let bytes = wire::text(frame.as_str().as_bytes());
                     for (conn, slot) in &self.conns {
-                        if slot.joined && !slot.outbox.push(frame.clone()) {
+                        if slot.joined && !slot.outbox.push(bytes.clone()) {
                             gone.push(*conn);
                         }
                     }

@@ -1,26 +1,35 @@
-//! One WebSocket: one task, in which a send loop draining its [`Outbox`] and a receive
-//! loop feeding the room are joined with `select!`; whichever ends first ends the other.
+//! One WebSocket: one task, in which the outbox's writer and a receive loop feeding the
+//! room are joined with `select!`; whichever ends first ends the other. Reading (and
+//! the protocol's own replies: pongs, the close reply) goes through tungstenite; what
+//! the room sends is framed already and bypasses it.
 //!
 //! Tens of thousands of mostly idle sockets each keep their task's future for their
 //! whole life, so its size is memory per viewer: what only the join needs (the event,
 //! the identity, the join command) lives in a boxed future that is freed once joined.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use bytes::Bytes;
+use futures::StreamExt;
 use serde_json::json;
 use streaming::hub::{
-    ClientMessage, ConnId, Frame, RateLimit, StaffRole, TokenBucket, Viewer, parse_client_frame,
+    ClientMessage, ConnId, RateLimit, StaffRole, TokenBucket, Viewer, parse_client_frame,
 };
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::outbox::{Next, Outbox};
+use super::outbox::{ControlWriter, Drained, Outbox};
 use super::room_task::Command;
-use super::{Hub, now_millis};
+use super::upgrade::Connection;
+use super::{Hub, now_millis, wire};
 use crate::domain::event::Event;
 use crate::telemetry_metrics::WEBSOCKETS_OPEN;
 
@@ -35,16 +44,23 @@ pub struct Who {
 
 /// Close code when no room could be opened for the socket (database trouble).
 const CLOSE_INTERNAL: u16 = 1011;
+/// Close code for a message over [`MAX_WS_MESSAGE`] (RFC 6455 §7.4.1).
+const CLOSE_TOO_BIG: u16 = 1009;
 /// Joins retried when the room retires under us.
 const JOIN_ATTEMPTS: usize = 3;
 /// Local `nickname_required` replies per read-only socket (beyond: silently dropped).
 const LOCAL_REPLIES: RateLimit = RateLimit::new(10.0, 30.0);
+/// After the client's close: how long its last frames (our close reply) may take.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Largest WebSocket message accepted at all. Text frames over the protocol's 4096 bytes
+/// (and up to this) get `frame_too_large`; larger ones end the connection (1009).
+pub const MAX_WS_MESSAGE: usize = 16 * 1024;
 
-/// The socket's task. Not an `async fn`: that would keep its arguments (the socket
+/// The socket's task. Not an `async fn`: that would keep its arguments (the connection
 /// before the split, the event, the identity) in the future for the socket's life.
 pub fn serve(
     hub: Hub,
-    socket: WebSocket,
+    connection: Connection,
     event: Arc<Event>,
     who: Who,
     since: Option<u64>,
@@ -53,9 +69,9 @@ pub fn serve(
     let open = OpenGuard;
     let conn = hub.next_conn();
     let options = &hub.0.options;
-    let outbox = Outbox::new(options.queue_frames, options.queue_bytes);
+    let (read, write) = tokio::io::split(connection);
+    let outbox = Outbox::new(Box::pin(write), options.queue_frames, options.queue_bytes);
     let read_only = who.read_only;
-    let (sink, stream) = socket.split();
     let joining = Box::pin(join(
         hub.clone(),
         event,
@@ -64,15 +80,65 @@ pub fn serve(
         since,
         Arc::clone(&outbox),
     ));
+    let reader = Reader {
+        read,
+        control: ControlWriter(Arc::clone(&outbox)),
+    };
     let socket = Socket {
         conn,
         read_only,
         outbox,
-        sink,
-        stream,
+        reader,
         _open: open,
     };
     run(socket, joining)
+}
+
+/// The client's side of the connection as the WebSocket protocol layer sees it: reads
+/// from the socket; its own writes (pongs, the close reply) go through the outbox.
+struct Reader {
+    read: ReadHalf<Connection>,
+    control: ControlWriter,
+}
+
+impl AsyncRead for Reader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Reader {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.control).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.control).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.control).poll_shutdown(cx)
+    }
+}
+
+fn protocol_config() -> WebSocketConfig {
+    // The read buffer is zero-filled and kept per socket (the default 128 KiB would be
+    // gigabytes at tens of thousands of idle viewers), and it is most of what an idle
+    // socket costs. Client frames are small (a ping is ~40 bytes, a long chat message
+    // ~1.5 KB); a larger frame grows the buffer to fit and takes a few more reads.
+    WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_WS_MESSAGE))
+        .max_frame_size(Some(MAX_WS_MESSAGE))
 }
 
 /// What a socket keeps after joining.
@@ -80,8 +146,7 @@ struct Socket {
     conn: ConnId,
     read_only: bool,
     outbox: Arc<Outbox>,
-    sink: SplitSink<WebSocket, Message>,
-    stream: SplitStream<WebSocket>,
+    reader: Reader,
     _open: OpenGuard,
 }
 
@@ -94,17 +159,24 @@ async fn run(
     let conn = socket.conn;
     let Some(room) = joining.await else {
         socket.outbox.close(CLOSE_INTERNAL, "room unavailable");
-        send_loop(socket.sink, &socket.outbox).await;
+        send_loop(&socket.outbox).await;
         return;
     };
-    tokio::select! {
-        () = send_loop(socket.sink, &socket.outbox) => {}
-        () = receive_loop(socket.stream, conn, &room, &socket.outbox, socket.read_only) => {}
-    }
+    let stream =
+        WebSocketStream::from_raw_socket(socket.reader, Role::Server, Some(protocol_config()))
+            .await;
+    let peer_closed = tokio::select! {
+        () = send_loop(&socket.outbox) => false,
+        () = receive_loop(stream, conn, &room, &socket.outbox, socket.read_only) => true,
+    };
     // `reserve` then `send` rather than `Sender::send`: the latter's future holds a
     // whole `Command`, and this future's size is paid by every open socket.
     if let Ok(permit) = room.reserve().await {
         permit.send(Command::Leave { conn });
+    }
+    if peer_closed {
+        socket.outbox.finish();
+        let _ = tokio::time::timeout(CLOSE_GRACE, send_loop(&socket.outbox)).await;
     }
     tracing::debug!(conn = conn.0, "socket closed");
 }
@@ -135,41 +207,28 @@ async fn join(
     None
 }
 
-async fn send_loop(mut sink: SplitSink<WebSocket, Message>, outbox: &Outbox) {
-    loop {
-        match outbox.next().await {
-            Next::Frames(frames) => {
-                for frame in frames {
-                    if sink.feed(Message::Text(text_of(&frame))).await.is_err() {
-                        return;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-            Next::Close(code, reason) => {
-                let close = CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from_static(reason),
-                };
-                let _ = sink.send(Message::Close(Some(close))).await;
-                let _ = sink.close().await;
-                return;
-            }
-        }
-    }
+/// Writes what the room queues, until the connection is finished.
+async fn send_loop(outbox: &Outbox) {
+    while outbox.write_queued().await == Drained::Idle {}
 }
 
 async fn receive_loop(
-    mut stream: SplitStream<WebSocket>,
+    mut stream: WebSocketStream<Reader>,
     conn: ConnId,
     room: &mpsc::Sender<Command>,
     outbox: &Outbox,
     read_only: bool,
 ) {
     let mut replies = TokenBucket::new(LOCAL_REPLIES, now_millis());
-    while let Some(Ok(message)) = stream.next().await {
+    while let Some(next) = stream.next().await {
+        let message = match next {
+            Ok(message) => message,
+            Err(WsError::Capacity(_)) => {
+                outbox.close(CLOSE_TOO_BIG, "message too large");
+                return;
+            }
+            Err(_) => return,
+        };
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {
@@ -178,8 +237,10 @@ async fn receive_loop(
                 }
                 continue;
             }
-            Message::Close(_) => return,
-            Message::Ping(_) | Message::Pong(_) => continue,
+            // Reading on lets the protocol layer write its close reply, then ends.
+            Message::Close(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {
+                continue;
+            }
         };
         if read_only && let Some(reference) = needs_nickname(text.as_str()) {
             if replies.try_take(LOCAL_REPLIES, now_millis(), 1.0) {
@@ -216,18 +277,12 @@ fn needs_nickname(text: &str) -> Option<Option<String>> {
     }
 }
 
-fn local_error(code: &str, message: &str, reference: Option<String>) -> Frame {
+fn local_error(code: &str, message: &str, reference: Option<String>) -> Bytes {
     let mut error = json!({"type": "error", "code": code, "message": message});
     if let Some(reference) = reference {
         error["ref"] = reference.into();
     }
-    Frame::from_json(error.to_string())
-}
-
-fn text_of(frame: &Frame) -> Utf8Bytes {
-    // Frames are serialized from `str`, so the bytes are UTF-8; the check is a cheap scan
-    // and the fallback copies.
-    Utf8Bytes::try_from(frame.to_bytes()).unwrap_or_else(|_| Utf8Bytes::from(frame.as_str()))
+    wire::text(error.to_string().as_bytes())
 }
 
 struct OpenGuard;

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use memchr::memmem;
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::SparseHistogram;
@@ -118,12 +120,14 @@ pub fn chat_frame(sent_us: u64, text_len: usize) -> String {
 /// Calls `found` with the send time of every chat message of ours in a server frame
 /// (a single `chat.message`, a `batch`, or a `snapshot`).
 pub fn for_each_stamp(frame: &str, mut found: impl FnMut(u64)) {
-    let mut rest = frame;
-    while let Some(at) = rest.find(STAMP_MARKER) {
+    static MARKER: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(STAMP_MARKER));
+    let mut rest = frame.as_bytes();
+    while let Some(at) = MARKER.find(rest) {
         rest = &rest[at + STAMP_MARKER.len()..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if let Ok(stamp) = rest[..digits].parse() {
-            found(stamp);
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if (1..=19).contains(&digits) {
+            found(rest[..digits].iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')));
         }
         rest = &rest[digits..];
     }

@@ -127,7 +127,11 @@ pub fn for_each_stamp(frame: &str, mut found: impl FnMut(u64)) {
         rest = &rest[at + STAMP_MARKER.len()..];
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
         if (1..=19).contains(&digits) {
-            found(rest[..digits].iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')));
+            found(
+                rest[..digits]
+                    .iter()
+                    .fold(0, |n, d| n * 10 + u64::from(d - b'0')),
+            );
         }
         rest = &rest[digits..];
     }

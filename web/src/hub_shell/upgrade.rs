@@ -3,6 +3,8 @@
 //! Done here rather than with axum's `WebSocketUpgrade` because the hub needs the
 //! upgraded connection itself: the socket task writes frames framed once for every
 //! viewer (`wire`, `outbox`) straight into it, which axum's `WebSocket` does not allow.
+//! HTTP/1.1 only: browsers reach the server through the TLS proxy (`infra/`), which
+//! speaks HTTP/1.1 upstream; WebSockets over HTTP/2 (RFC 8441) would need TLS here.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -70,26 +70,11 @@ impl Frame {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// The frame as `bytes::Bytes` without copying (the `Bytes` keeps the `Arc` alive).
-    /// WebSocket libraries built on `Bytes` (tungstenite, axum) take this directly.
-    pub fn to_bytes(&self) -> bytes::Bytes {
-        bytes::Bytes::from_owner(FrameOwner(Arc::clone(&self.0)))
-    }
 }
 
 impl std::fmt::Display for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// `Arc<str>` only implements `AsRef<str>`; `Bytes::from_owner` needs `AsRef<[u8]>`.
-struct FrameOwner(Arc<str>);
-
-impl AsRef<[u8]> for FrameOwner {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
     }
 }
 
@@ -635,14 +620,6 @@ mod tests {
         };
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[1].seq(), Some(2));
-    }
-
-    #[test]
-    fn frame_bytes_share_the_allocation() {
-        let frame = Frame::new(&ServerMessage::Pong { t: None });
-        let bytes = frame.to_bytes();
-        assert_eq!(&bytes[..], frame.as_str().as_bytes());
-        assert_eq!(bytes.as_ptr(), frame.as_str().as_ptr());
     }
 
     #[test]

@@ -87,14 +87,6 @@ impl<T: QueueItem> OutboundQueue<T> {
         Some(item)
     }
 
-    /// Takes up to `max` items at once (write them, then flush the socket once).
-    pub fn drain(&mut self, max: usize) -> Vec<T> {
-        let n = max.min(self.items.len());
-        let out: Vec<T> = self.items.drain(..n).collect();
-        self.bytes -= out.iter().map(QueueItem::byte_len).sum::<usize>();
-        out
-    }
-
     /// The queued items, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.items.iter()
@@ -144,7 +136,8 @@ mod tests {
         assert!(q.push(f(4)).is_ok());
         assert!(q.push(f(4)).is_ok());
         assert_eq!(q.bytes(), 8);
-        assert_eq!(q.drain(10).len(), 2);
+        assert_eq!(q.iter().count(), 2);
+        assert!(q.pop().is_some() && q.pop().is_some());
         assert_eq!(q.bytes(), 0);
         assert!(q.push(f(6)).is_ok());
         assert_eq!(q.push(f(6)), Err(Overflow));

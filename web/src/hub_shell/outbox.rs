@@ -7,7 +7,7 @@
 //! bounded; overflow closes with 4001.
 //!
 //! Measured against the room writing into each socket itself when nothing was queued
-//! (docs/benchmarks.md, "Framed once, written by the socket's task"): that made a
+//! (docs/benchmarks.md, "Framed once, written raw by each socket's task"): that made a
 //! broadcast one long poll of the room task, on one core, and was slower than letting
 //! the sockets' tasks write in parallel.
 
@@ -180,13 +180,20 @@ impl State {
     /// One vectored write of `current` and the frames behind it.
     fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut written = {
-            let slices: Vec<IoSlice<'_>> = self
-                .current
-                .iter()
-                .chain(self.queue.iter().take(WRITE_BATCH))
-                .map(|bytes| IoSlice::new(bytes))
-                .collect();
-            match self.writer.as_mut().poll_write_vectored(cx, &slices) {
+            let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+            let mut count = 0;
+            for (slice, bytes) in slices
+                .iter_mut()
+                .zip(self.current.iter().chain(self.queue.iter()))
+            {
+                *slice = IoSlice::new(bytes);
+                count += 1;
+            }
+            match self
+                .writer
+                .as_mut()
+                .poll_write_vectored(cx, &slices[..count])
+            {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
@@ -204,29 +211,6 @@ impl State {
             }
             written -= front.len();
         }
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// What the WebSocket protocol layer writes on its own (pongs, the reply to a close):
-/// queued in the outbox, so it never lands inside a frame the room is writing.
-pub struct ControlWriter(pub Arc<Outbox>);
-
-impl AsyncWrite for ControlWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.0.push(Bytes::copy_from_slice(buf));
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 }
@@ -310,10 +294,7 @@ mod tests {
         assert_eq!(all, [&b"hi"[..], &wire::close(1001, "bye")].concat());
 
         let (finishing, mut peer) = new_outbox(1024, 4);
-        let mut control = ControlWriter(Arc::clone(&finishing));
-        tokio::io::AsyncWriteExt::write_all(&mut control, b"pong")
-            .await
-            .expect("control write");
+        assert!(finishing.push(Bytes::from_static(b"pong")));
         finishing.finish();
         assert_eq!(finishing.write_queued().await, Drained::Done);
         let mut all = Vec::new();

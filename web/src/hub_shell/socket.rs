@@ -26,7 +26,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::outbox::{ControlWriter, Drained, Outbox};
+use super::outbox::{Drained, Outbox};
 use super::room_task::Command;
 use super::upgrade::Connection;
 use super::{Hub, now_millis, wire};
@@ -54,7 +54,7 @@ const LOCAL_REPLIES: RateLimit = RateLimit::new(10.0, 30.0);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Largest WebSocket message accepted at all. Text frames over the protocol's 4096 bytes
 /// (and up to this) get `frame_too_large`; larger ones end the connection (1009).
-pub const MAX_WS_MESSAGE: usize = 16 * 1024;
+const MAX_WS_MESSAGE: usize = 16 * 1024;
 
 /// The socket's task. Not an `async fn`: that would keep its arguments (the connection
 /// before the split, the event, the identity) in the future for the socket's life.
@@ -82,7 +82,7 @@ pub fn serve(
     ));
     let reader = Reader {
         read,
-        control: ControlWriter(Arc::clone(&outbox)),
+        outbox: Arc::clone(&outbox),
     };
     let socket = Socket {
         conn,
@@ -95,10 +95,11 @@ pub fn serve(
 }
 
 /// The client's side of the connection as the WebSocket protocol layer sees it: reads
-/// from the socket; its own writes (pongs, the close reply) go through the outbox.
+/// from the socket; its own writes (pongs, the close reply) are queued in the outbox,
+/// so they never land inside another frame.
 struct Reader {
     read: ReadHalf<Connection>,
-    control: ControlWriter,
+    outbox: Arc<Outbox>,
 }
 
 impl AsyncRead for Reader {
@@ -113,19 +114,21 @@ impl AsyncRead for Reader {
 
 impl AsyncWrite for Reader {
     fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.control).poll_write(cx, buf)
+        self.outbox.push(Bytes::copy_from_slice(buf));
+        Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.control).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.control).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The outbox ends the connection, after what is queued.
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -165,7 +168,7 @@ async fn run(
     let stream =
         WebSocketStream::from_raw_socket(socket.reader, Role::Server, Some(protocol_config()))
             .await;
-    let peer_closed = tokio::select! {
+    let reading_ended = tokio::select! {
         () = send_loop(&socket.outbox) => false,
         () = receive_loop(stream, conn, &room, &socket.outbox, socket.read_only) => true,
     };
@@ -174,7 +177,8 @@ async fn run(
     if let Ok(permit) = room.reserve().await {
         permit.send(Command::Leave { conn });
     }
-    if peer_closed {
+    if reading_ended {
+        // The close reply (or our own close, e.g. 1009) and anything before it.
         socket.outbox.finish();
         let _ = tokio::time::timeout(CLOSE_GRACE, send_loop(&socket.outbox)).await;
     }

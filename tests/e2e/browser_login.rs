@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use fantoccini::{Client, Locator};
 
+use crate::event_browser::wait_text;
 use crate::support::{Browser, PASSWORD, TestApp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,4 +113,120 @@ async fn wait_for_path(browser: &Client, path: &str) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// An administrator does the staff-account work in the browser: create a moderator,
+/// give them a second role, reset their password; the moderator then logs in with it,
+/// and is not let into the accounts page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_manages_staff_accounts_through_the_page() {
+    let app = TestApp::spawn().await;
+    app.create_user("ivan", PASSWORD, &["admin"]);
+    let login_url = app.url("/login?lang=en");
+
+    Browser::run(
+        "an_administrator_manages_staff_accounts",
+        |browser| async move {
+            browser.goto(&login_url).await?;
+            submit_login(&browser, "ivan", PASSWORD).await?;
+            wait_for_path(&browser, "/staff").await?;
+            browser
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css("a#users-link"))
+                .await
+                .context("no link to the accounts page on an admin's /staff")?
+                .click()
+                .await?;
+            wait_for_path(&browser, "/staff/users").await?;
+
+            fill(&browser, "#new-username", "lin").await?;
+            fill(&browser, "#new-password", "lin's first password").await?;
+            click(&browser, "#user-form input[value=moderator]").await?;
+            click(&browser, "#user-form button[type=submit]").await?;
+            wait_text(&browser, "#users-status", "Account created: lin").await?;
+            ensure!(
+                roles_checked(&browser, "lin").await? == ["moderator"],
+                "lin's roles after creation"
+            );
+
+            // The same name again: the server's refusal is shown, nothing changes.
+            fill(&browser, "#new-username", "lin").await?;
+            fill(&browser, "#new-password", "another password").await?;
+            click(&browser, "#user-form button[type=submit]").await?;
+            wait_text(&browser, "#users-error", "").await?;
+
+            let row = r#"tr[data-username="lin"]"#;
+            click(
+                &browser,
+                &format!("{row} form.user-roles input[value=broadcaster]"),
+            )
+            .await?;
+            click(&browser, &format!("{row} form.user-roles button")).await?;
+            wait_text(&browser, "#users-status", "Roles saved: lin").await?;
+            fill(
+                &browser,
+                &format!("{row} input[name=password]"),
+                "lin's new password",
+            )
+            .await?;
+            click(&browser, &format!("{row} form.user-password button")).await?;
+            wait_text(&browser, "#users-status", "Password reset: lin").await?;
+            browser.refresh().await?;
+            ensure!(
+                roles_checked(&browser, "lin").await? == ["broadcaster", "moderator"],
+                "lin's roles after saving, as the server has them"
+            );
+
+            browser.delete_all_cookies().await?;
+            browser.goto(&login_url).await?;
+            submit_login(&browser, "lin", "lin's new password").await?;
+            wait_for_path(&browser, "/staff").await?;
+            ensure!(
+                browser.find(Locator::Css("a#users-link")).await.is_err(),
+                "a moderator is offered the accounts page"
+            );
+            browser
+                .goto(&login_url.replace("/login", "/staff/users"))
+                .await?;
+            wait_text(&browser, "h1", "Forbidden").await?;
+            ensure!(
+                browser.find(Locator::Css("#user-list")).await.is_err(),
+                "a moderator sees the accounts list"
+            );
+            Ok(())
+        },
+    )
+    .await;
+}
+
+async fn fill(browser: &Client, css: &str, text: &str) -> anyhow::Result<()> {
+    let field = browser
+        .find(Locator::Css(css))
+        .await
+        .with_context(|| css.to_owned())?;
+    field.clear().await?;
+    field.send_keys(text).await?;
+    Ok(())
+}
+
+async fn click(browser: &Client, css: &str) -> anyhow::Result<()> {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .with_context(|| css.to_owned())?
+        .click()
+        .await?;
+    Ok(())
+}
+
+/// The role boxes ticked in `username`'s row, sorted.
+async fn roles_checked(browser: &Client, username: &str) -> anyhow::Result<Vec<String>> {
+    let css = format!(r#"tr[data-username="{username}"] form.user-roles input:checked"#);
+    let mut roles = Vec::new();
+    for input in browser.find_all(Locator::Css(&css)).await? {
+        roles.extend(input.attr("value").await?);
+    }
+    roles.sort();
+    Ok(roles)
 }

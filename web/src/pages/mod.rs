@@ -20,6 +20,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("home.html", include_str!("../../templates/home.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("staff.html", include_str!("../../templates/staff.html")),
+    (
+        "staff_users.html",
+        include_str!("../../templates/staff_users.html"),
+    ),
     ("error.html", include_str!("../../templates/error.html")),
     ("event.html", include_str!("../../templates/event.html")),
     (

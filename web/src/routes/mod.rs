@@ -9,6 +9,7 @@
 //! - `draws`: `/api/v1/draws`, the draw ceremony (applications, witnesses, proofs,
 //!   lookups, transcripts, countersignatures)
 //! - `pages`: home, login, staff dashboard
+//! - `user_pages`: `/staff/users`, staff accounts (administrators)
 //! - `draw_pages`: the draw ceremony's pages (`/draws/...`, `/staff/draws/...`)
 //! - `media`: WHIP/WHEP (`/whip/{event}`, `/whep/{event}`) and `/api/v1/events/{id}/media`
 
@@ -21,6 +22,7 @@ pub mod media;
 mod pages;
 mod session;
 mod tokens;
+mod user_pages;
 mod users;
 
 use axum::Router;
@@ -55,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::hub_shell::ws_routes())
         .merge(media::routes())
         .merge(pages::routes())
+        .merge(user_pages::routes())
         .merge(draw_pages::routes())
         .route("/assets/{name}", get(crate::pages::assets::serve))
         .fallback(pages::not_found)

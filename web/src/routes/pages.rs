@@ -48,7 +48,11 @@ pub struct PageQuery {
 }
 
 /// The page language, remembering an explicit `?lang=` choice in a cookie.
-fn page_lang(query: &PageQuery, headers: &HeaderMap, jar: CookieJar) -> (Lang, CookieJar) {
+pub(super) fn page_lang(
+    query: &PageQuery,
+    headers: &HeaderMap,
+    jar: CookieJar,
+) -> (Lang, CookieJar) {
     let lang = Lang::negotiate(query.lang.as_deref(), headers);
     let jar = if query.lang.as_deref().and_then(Lang::parse).is_some() {
         jar.add(

@@ -536,3 +536,83 @@ async fn events_api_lifecycle() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Logs in; the session cookie and the CSRF token.
+async fn login_as(app: &axum::Router, username: &str, password: &str) -> (String, String) {
+    let (status, headers, body) = send(
+        app,
+        json_post(
+            "/api/v1/session",
+            json!({"username": username, "password": password}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    (cookies_of(&headers), csrf)
+}
+
+fn with_session(session: &(String, String), method: &str, uri: &str, body: Value) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::COOKIE, &session.0)
+        .header("x-csrf-token", &session.1)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_administrator_resets_a_staff_password() {
+    let (app, _state, _t) = app().await;
+    let alice = login_as(&app, "alice", "correct horse battery").await;
+    let create =
+        json!({"username": "bob", "password": "bob's first password", "roles": ["moderator"]});
+    let (status, _, body) = send(&app, with_session(&alice, "POST", "/api/v1/users", create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let bob = login_as(&app, "bob", "bob's first password").await;
+
+    let reset = |who: &str, password: &str| {
+        with_session(
+            &alice,
+            "PUT",
+            &format!("/api/v1/users/{who}/password"),
+            json!({ "password": password }),
+        )
+    };
+    let (status, _, body) = send(&app, reset("bob", "short")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "password", "{body}");
+    let (status, _, _) = send(&app, reset("nobody", "a long enough password")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = send(&app, reset("bob", "bob's second password")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // Bob's session ended with the old password; only the new one logs in.
+    let me = Request::get("/api/v1/me")
+        .header(header::COOKIE, &bob.0)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, me).await.0, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = send(
+        &app,
+        json_post(
+            "/api/v1/session",
+            json!({"username": "bob", "password": "bob's first password"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let bob = login_as(&app, "bob", "bob's second password").await;
+
+    // A moderator may not reset anyone's password.
+    let attempt = with_session(
+        &bob,
+        "PUT",
+        "/api/v1/users/alice/password",
+        json!({"password": "taken over at last"}),
+    );
+    assert_eq!(send(&app, attempt).await.0, StatusCode::FORBIDDEN);
+    login_as(&app, "alice", "correct horse battery").await;
+}

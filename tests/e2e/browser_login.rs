@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use fantoccini::{Client, Locator};
 
+use crate::draw_pages::wait_visible;
 use crate::event_browser::wait_text;
 use crate::support::{Browser, PASSWORD, TestApp};
 
@@ -117,7 +118,7 @@ async fn wait_for_path(browser: &Client, path: &str) -> anyhow::Result<()> {
 
 /// An administrator does the staff-account work in the browser: create a moderator,
 /// give them a second role, reset their password; the moderator then logs in with it,
-/// and is not let into the accounts page.
+/// is not let into the accounts page, and replaces the password with their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_manages_staff_accounts_through_the_page() {
     let app = TestApp::spawn().await;
@@ -194,6 +195,22 @@ async fn an_administrator_manages_staff_accounts_through_the_page() {
                 browser.find(Locator::Css("#user-list")).await.is_err(),
                 "a moderator sees the accounts list"
             );
+
+            // Lin replaces the password the administrator set: a wrong current password
+            // is refused on the page; the right one ends the session, and only the new
+            // one logs in.
+            browser.goto(&login_url.replace("/login", "/staff")).await?;
+            fill(&browser, "#my-current-password", "not lin's password").await?;
+            fill(&browser, "#my-new-password", "lin's own password").await?;
+            click(&browser, "#password-form button[type=submit]").await?;
+            wait_text(&browser, "#password-error", "current password").await?;
+            fill(&browser, "#my-current-password", "lin's new password").await?;
+            click(&browser, "#password-form button[type=submit]").await?;
+            wait_visible(&browser, "#password-done").await?;
+            click(&browser, "#password-done a").await?;
+            wait_for_path(&browser, "/login").await?;
+            submit_login(&browser, "lin", "lin's own password").await?;
+            wait_for_path(&browser, "/staff").await?;
             Ok(())
         },
     )

@@ -786,7 +786,7 @@ async fn wait_text(client: &Client, css: &str, needle: &str) -> anyhow::Result<(
     .with_context(|| format!("{css} never contained {needle:?}"))
 }
 
-async fn wait_visible(client: &Client, css: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_visible(client: &Client, css: &str) -> anyhow::Result<()> {
     wait_for(WAIT, || async {
         let v = js(
             client,

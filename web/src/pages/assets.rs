@@ -43,6 +43,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/staff.js"),
     },
     Asset {
+        name: "account.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/account.js"),
+    },
+    Asset {
         name: "staff-users.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/staff-users.js"),

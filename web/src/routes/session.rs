@@ -1,24 +1,26 @@
-//! `/api/v1/session` (log in, log out) and `/api/v1/me`.
+//! `/api/v1/session` (log in, log out), `/api/v1/me` and `/api/v1/me/password`.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::ApiJson;
 use crate::auth::login::{clear_session_cookies, login, set_session_cookies};
-use crate::auth::{Authn, Caller, ClientIp};
+use crate::auth::{Authn, Caller, ClientIp, validate_password, verify_password};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/session", post(create).delete(delete))
         .route("/me", get(me))
+        .route("/me/password", put(change_password))
 }
 
 #[derive(Deserialize)]
@@ -59,4 +61,50 @@ async fn delete(
 
 async fn me(caller: Caller) -> impl IntoResponse {
     axum::Json(json!({"user": caller.user, "csrf_token": caller.csrf_token()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+/// `PUT /api/v1/me/password`: a staff member replaces their own password (say, the one
+/// an administrator set for them). Every session of theirs ends, this one included.
+async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    jar: CookieJar,
+    ApiJson(body): ApiJson<ChangePassword>,
+) -> Result<impl IntoResponse, ApiError> {
+    let username = caller.user.username;
+    validate_password(&body.new_password).map_err(|m| ApiError::validation("new_password", m))?;
+    // Guessing the current password from a session left open is limited like logging in.
+    if let Err(retry_after) = state.login_per_user.check(&username) {
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+    let Some((_, hash)) = state.store.user_with_password(&username).await? else {
+        return Err(ApiError::Unauthorized(
+            "the account no longer exists".into(),
+        ));
+    };
+    let current = body.current_password;
+    let matches = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
+        .await
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    if !matches {
+        return Err(ApiError::validation(
+            "current_password",
+            "the current password is not right",
+        ));
+    }
+    let hash = super::users::hash_off_thread(body.new_password).await?;
+    let now = now_ms();
+    state.store.set_password(&username, &hash, now).await?;
+    state
+        .store
+        .audit(&username, "user.change_password", "{}", now)
+        .await?;
+    Ok((clear_session_cookies(jar), StatusCode::NO_CONTENT))
 }

@@ -616,3 +616,46 @@ async fn an_administrator_resets_a_staff_password() {
     assert_eq!(send(&app, attempt).await.0, StatusCode::FORBIDDEN);
     login_as(&app, "alice", "correct horse battery").await;
 }
+
+#[tokio::test]
+async fn a_staff_member_changes_their_own_password() {
+    let (app, _state, _t) = app().await;
+    let alice = login_as(&app, "alice", "correct horse battery").await;
+    let change = |current: &str, new: &str| {
+        with_session(
+            &alice,
+            "PUT",
+            "/api/v1/me/password",
+            json!({"current_password": current, "new_password": new}),
+        )
+    };
+    let (status, _, body) = send(&app, change("not my password", "a brand new password")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "current_password", "{body}");
+    let (status, _, body) = send(&app, change("correct horse battery", "short")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "new_password", "{body}");
+
+    let (status, headers, _) = send(
+        &app,
+        change("correct horse battery", "a brand new password"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let cleared = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|c| c.starts_with("gongkai_session=") && c.contains("Max-Age=0"));
+    assert!(cleared, "the session cookie is cleared: {headers:?}");
+    let me = Request::get("/api/v1/me")
+        .header(header::COOKIE, &alice.0)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&app, me).await.0,
+        StatusCode::UNAUTHORIZED,
+        "sessions end"
+    );
+    login_as(&app, "alice", "a brand new password").await;
+}

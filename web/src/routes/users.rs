@@ -134,7 +134,7 @@ async fn reset_password(
 }
 
 /// argon2id takes tens of milliseconds of CPU: not on the async workers.
-async fn hash_off_thread(password: String) -> Result<String, ApiError> {
+pub(super) async fn hash_off_thread(password: String) -> Result<String, ApiError> {
     Ok(
         tokio::task::spawn_blocking(move || hash_password(&password))
             .await

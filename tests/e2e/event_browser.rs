@@ -14,6 +14,43 @@ use crate::support::{Browser, PASSWORD, TestApp};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A viewer's socket that goes silent (here: the server frozen with SIGSTOP, as a
+/// network that drops a connection without a word) is noticed by the page's pings and
+/// reopened; the page is live again once the server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_page_notices_a_silent_socket_and_reconnects() {
+    let app = TestApp::spawn_with(
+        crate::support::AppOptions::default().env("GONGKAI_HUB_CLIENT_PING_SECS", "1"),
+    )
+    .await;
+    app.create_user("ada", PASSWORD, &["admin"]);
+    let admin = crate::hub::staff_session(&app, "ada").await;
+    let event = crate::hub::live_event(&app, &admin).await;
+    let page = app.url(&format!("/events/{event}?lang=en"));
+    let app = &app;
+
+    Browser::run(
+        "the_event_page_notices_a_silent_socket",
+        |browser| async move {
+            browser.goto(&page).await?;
+            wait_text(&browser, "#connection", "Connected").await?;
+            // Pings are answered: still connected after several ping intervals.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            ensure!(
+                text_of(&browser, "#connection").await? == "Connected",
+                "a live socket was given up"
+            );
+            app.pause();
+            let noticed = wait_text(&browser, "#connection", "Connecting").await;
+            app.resume();
+            noticed.context("the page never noticed its socket had gone silent")?;
+            wait_text(&browser, "#connection", "Connected").await?;
+            Ok(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interview_from_schedule_to_text_record_in_browsers() {
     let app = TestApp::spawn().await;

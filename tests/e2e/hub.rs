@@ -232,7 +232,7 @@ async fn viewer_cookie(app: &TestApp, nickname: &str) -> String {
 }
 
 /// (session cookie, CSRF token) of a fresh login.
-async fn staff_session(app: &TestApp, username: &str) -> (String, String) {
+pub(crate) async fn staff_session(app: &TestApp, username: &str) -> (String, String) {
     let response = app
         .anonymous_client()
         .post(app.url("/api/v1/session"))
@@ -269,7 +269,7 @@ async fn staff_post(
 }
 
 /// An admin's live interview; returns its id.
-async fn live_event(app: &TestApp, admin: &(String, String)) -> String {
+pub(crate) async fn live_event(app: &TestApp, admin: &(String, String)) -> String {
     let (status, event) = staff_post(
         app,
         admin,

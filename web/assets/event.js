@@ -16,7 +16,11 @@
   };
 
   const state = { seq: 0, you: null, role: null, status: root.dataset.status, chat: { open: true, slow_mode_secs: 0 },
-    questions: new Map(), answered: [], ws: null, backoff: 500, refs: 0 };
+    questions: new Map(), answered: [], ws: null, backoff: 500, refs: 0, heard: 0 };
+  // Liveness: a quiet room sends nothing for minutes, and a connection a NAT or a
+  // mobile network dropped silently looks open. Pinging keeps the mappings alive; a
+  // socket silent for 2.5 pings is dead, and a new one resumes with `since`.
+  const pingMs = Math.max(1, Number(root.dataset.pingSecs) || 25) * 1000;
 
   // ---- nickname -----------------------------------------------------------
   async function loadViewer() {
@@ -48,8 +52,9 @@
     setConn("connecting");
     const ws = new WebSocket(`${proto}//${location.host}/ws/events/${encodeURIComponent(eventId)}${since}`);
     state.ws = ws;
-    ws.onopen = () => { state.backoff = 500; setConn("online"); };
+    ws.onopen = () => { state.backoff = 500; state.heard = Date.now(); setConn("online"); };
     ws.onmessage = (m) => {
+      state.heard = Date.now();
       let msg;
       try { msg = JSON.parse(m.data); } catch (_) { return; }
       handle(msg);
@@ -63,6 +68,16 @@
       setTimeout(connect, wait + Math.random() * 250);
     };
   }
+  setInterval(() => {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    if (Date.now() - state.heard > pingMs * 2.5) {
+      setConn("connecting");
+      reconnect();
+      return;
+    }
+    ws.send(JSON.stringify({ type: "ping", t: Date.now() }));
+  }, pingMs);
   function reconnect() {
     const old = state.ws;
     state.ws = null;

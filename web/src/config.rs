@@ -260,6 +260,11 @@ pub struct HubSettings {
     /// Bytes queued for one slow socket before it is closed with 4001.
     #[serde(default = "default_queue_bytes")]
     pub queue_bytes: usize,
+    /// The event page pings its socket this often. That keeps NAT and proxy mappings
+    /// alive, and a socket silent for 2.5 times this long is taken for dead and
+    /// reopened with `since`.
+    #[serde(default = "default_client_ping_secs")]
+    pub client_ping_secs: u64,
 }
 
 impl Default for HubSettings {
@@ -271,6 +276,7 @@ impl Default for HubSettings {
             room_idle_secs: default_room_idle_secs(),
             queue_frames: default_queue_frames(),
             queue_bytes: default_queue_bytes(),
+            client_ping_secs: default_client_ping_secs(),
         }
     }
 }
@@ -335,6 +341,9 @@ fn default_coalesce_ms() -> u64 {
 }
 fn default_room_idle_secs() -> u64 {
     60
+}
+fn default_client_ping_secs() -> u64 {
+    25
 }
 fn default_queue_frames() -> usize {
     256
@@ -428,6 +437,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("GONGKAI_HUB_ROOM_IDLE_SECS", "hub.room_idle_secs"),
     ("GONGKAI_HUB_QUEUE_FRAMES", "hub.queue_frames"),
     ("GONGKAI_HUB_QUEUE_BYTES", "hub.queue_bytes"),
+    ("GONGKAI_HUB_CLIENT_PING_SECS", "hub.client_ping_secs"),
     ("GONGKAI_MEDIA_BIND_IP", "media.bind_ip"),
     ("GONGKAI_MEDIA_UDP_PORT", "media.udp_port"),
     ("GONGKAI_MEDIA_UDP_PORT_MIN", "media.udp_port_min"),
@@ -572,6 +582,9 @@ impl Settings {
         }
         if self.hub.room_idle_secs > 3600 {
             return Err(invalid("hub.room_idle_secs", "must be at most 3600"));
+        }
+        if !(1..=300).contains(&self.hub.client_ping_secs) {
+            return Err(invalid("hub.client_ping_secs", "must be between 1 and 300"));
         }
         if self.hub.queue_frames < 16 {
             return Err(invalid("hub.queue_frames", "must be at least 16"));

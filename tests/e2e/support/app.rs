@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use super::binary::{Finished, gongkai_command, run_with_timeout, terminate, wait_timeout};
+use super::binary::{Finished, gongkai_command, run_with_timeout, signal, terminate, wait_timeout};
 use super::postgres::TestDatabase;
 use super::test_log;
 
@@ -295,6 +295,21 @@ impl TestApp {
 
     pub fn stderr_path(&self) -> &Path {
         &self.stderr_path
+    }
+
+    /// Freezes the server (SIGSTOP): its sockets stay open but nothing answers, as with
+    /// a connection a network dropped without a word.
+    pub fn pause(&self) {
+        if let Some(child) = &self.process {
+            signal(child, rustix::process::Signal::STOP);
+        }
+    }
+
+    /// Lets a paused server run on (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(child) = &self.process {
+            signal(child, rustix::process::Signal::CONT);
+        }
     }
 }
 

@@ -112,11 +112,16 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
 
 /// Sends SIGTERM to `child` (no-op when it has already exited).
 pub fn terminate(child: &Child) {
+    signal(child, rustix::process::Signal::TERM);
+}
+
+/// Sends `signal` to `child` (no-op when it has already exited).
+pub fn signal(child: &Child, signal: rustix::process::Signal) {
     if let Some(pid) = i32::try_from(child.id())
         .ok()
         .and_then(rustix::process::Pid::from_raw)
     {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = rustix::process::kill_process(pid, signal);
     }
 }
 

@@ -144,6 +144,7 @@ async fn event_page(
     let ctx = context! {
         user, csrf_token,
         event => event_ctx(&event),
+        client_ping_secs => state.settings.hub.client_ping_secs,
         start_ms => event.scheduled_start_ms,
         end_ms => event.scheduled_end_ms,
         ..extra

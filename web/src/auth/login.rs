@@ -6,7 +6,9 @@ use std::time::Duration;
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
-use super::{CSRF_COOKIE, SESSION_COOKIE, hash_password, new_secret, secret_hash, verify_password};
+use super::{
+    CSRF_COOKIE, SESSION_COOKIE, hash_password, new_secret, secret_hash, verify_password_off_thread,
+};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{StaffUser, now_ms};
@@ -40,17 +42,11 @@ pub async fn login(
     let password = password.to_owned();
     let (user, ok) = match found {
         Some((user, hash)) => {
-            let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-                .await
-                .map_err(|e| ApiError::Unexpected(e.into()))?;
+            let ok = verify_password_off_thread(password, hash).await?;
             (Some(user), ok)
         }
         None => {
-            tokio::task::spawn_blocking(move || {
-                let _ = verify_password(&password, dummy_hash());
-            })
-            .await
-            .map_err(|e| ApiError::Unexpected(e.into()))?;
+            verify_password_off_thread(password, dummy_hash().to_owned()).await?;
             (None, false)
         }
     };

@@ -16,7 +16,10 @@ mod role;
 mod secret;
 
 pub use caller::{Authn, CSRF_COOKIE, Caller, ClientIp, PageCaller, SESSION_COOKIE};
-pub use password::{hash_password, validate_password, validate_username, verify_password};
+pub use password::{
+    hash_password, hash_password_off_thread, validate_password, validate_username, verify_password,
+    verify_password_off_thread,
+};
 pub use rate_limit::KeyedLimiter;
 pub use role::Role;
 pub use secret::{new_api_token, new_secret, secret_hash};

@@ -27,6 +27,17 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     }
 }
 
+/// [`hash_password`] on the blocking pool: argon2id takes tens of milliseconds of CPU,
+/// too long for an async worker.
+pub async fn hash_password_off_thread(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || hash_password(&password)).await?
+}
+
+/// [`verify_password`] on the blocking pool, for the same reason.
+pub async fn verify_password_off_thread(password: String, stored: String) -> anyhow::Result<bool> {
+    Ok(tokio::task::spawn_blocking(move || verify_password(&password, &stored)).await?)
+}
+
 pub fn validate_password(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if n < MIN_PASSWORD_CHARS {

@@ -11,7 +11,10 @@ use serde_json::json;
 
 use super::extract::ApiJson;
 use crate::auth::login::{clear_session_cookies, login, set_session_cookies};
-use crate::auth::{Authn, Caller, ClientIp, validate_password, verify_password};
+use crate::auth::{
+    Authn, Caller, ClientIp, hash_password_off_thread, validate_password,
+    verify_password_off_thread,
+};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::now_ms;
@@ -89,17 +92,13 @@ async fn change_password(
             "the account no longer exists".into(),
         ));
     };
-    let current = body.current_password;
-    let matches = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
-        .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
-    if !matches {
+    if !verify_password_off_thread(body.current_password, hash).await? {
         return Err(ApiError::validation(
             "current_password",
             "the current password is not right",
         ));
     }
-    let hash = super::users::hash_off_thread(body.new_password).await?;
+    let hash = hash_password_off_thread(body.new_password).await?;
     let now = now_ms();
     state.store.set_password(&username, &hash, now).await?;
     state

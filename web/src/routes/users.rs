@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::ApiJson;
-use crate::auth::{Caller, Role, hash_password, validate_password, validate_username};
+use crate::auth::{Caller, Role, hash_password_off_thread, validate_password, validate_username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::now_ms;
@@ -60,7 +60,7 @@ async fn create(
     caller.require(Role::Admin)?;
     validate_username(&body.username).map_err(|m| ApiError::validation("username", m))?;
     validate_password(&body.password).map_err(|m| ApiError::validation("password", m))?;
-    let hash = hash_off_thread(body.password).await?;
+    let hash = hash_password_off_thread(body.password).await?;
     let now = now_ms();
     let user = state
         .store
@@ -116,7 +116,7 @@ async fn reset_password(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Role::Admin)?;
     validate_password(&body.password).map_err(|m| ApiError::validation("password", m))?;
-    let hash = hash_off_thread(body.password).await?;
+    let hash = hash_password_off_thread(body.password).await?;
     let now = now_ms();
     if !state.store.set_password(&username, &hash, now).await? {
         return Err(ApiError::NotFound("user".into()));
@@ -131,13 +131,4 @@ async fn reset_password(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// argon2id takes tens of milliseconds of CPU: not on the async workers.
-pub(super) async fn hash_off_thread(password: String) -> Result<String, ApiError> {
-    Ok(
-        tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| ApiError::Unexpected(e.into()))??,
-    )
 }

@@ -3,6 +3,10 @@
 // draw.published from the event's WebSocket (/ws/events/{event}, reconnecting with
 // ?since=). Steps are keyed (seed, number N, kindergarten code) so the two sources may
 // overlap. Text is set with textContent only.
+// On the draw page this script owns the event's socket and tells the video player what
+// it hears ("gongkai:status" / "gongkai:media" on document, as event.js does). On the
+// event page of a draw event (data-shared-socket) event.js owns the socket and hands
+// every message over as "gongkai:message".
 "use strict";
 
 (() => {
@@ -96,6 +100,26 @@
     }
   }
 
+  const gk = (window.gongkai = window.gongkai || {});
+  const live = (gk.live = gk.live || { status: null, publishing: null });
+  const emit = (name, detail) => document.dispatchEvent(new CustomEvent(name, { detail }));
+  function tellPlayer(msg) {
+    let status = null, publishing = null;
+    if (msg.type === "snapshot") {
+      status = msg.event && msg.event.status;
+      publishing = msg.media ? msg.media.publishing : null;
+    } else if (msg.type === "event.status") status = msg.status;
+    else if (msg.type === "media.state") publishing = msg.publishing;
+    if (status) { live.status = status; emit("gongkai:status", { status }); }
+    if (typeof publishing === "boolean") { live.publishing = publishing; emit("gongkai:media", { publishing }); }
+    else if (msg.type === "snapshot" && status === "live" && live.publishing === null) {
+      // A server without `media` in its snapshot: ask once (no polling).
+      fetch(`/api/v1/events/${encodeURIComponent(eventId)}/media`).then((r) => (r.ok ? r.json() : null)).then((m) => {
+        if (m && typeof m.publishing === "boolean" && live.publishing === null) tellPlayer({ type: "media.state", publishing: m.publishing });
+      }).catch(() => {});
+    }
+  }
+
   function handle(msg) {
     if (msg.type === "batch") { for (const m of msg.messages || []) handle(m); return; }
     if (typeof msg.seq === "number" && msg.type !== "snapshot" && msg.type !== "viewers" && msg.type !== "resumed") {
@@ -104,6 +128,7 @@
     } else if ((msg.type === "snapshot" || msg.type === "resumed") && typeof msg.seq === "number") {
       state.seq = Math.max(state.seq, msg.seq);
     }
+    if (!shared) tellPlayer(msg);
     if (!String(msg.type || "").startsWith("draw.")) return;
     if (!state.ready) state.queue.push(msg); else apply(msg, true);
   }
@@ -126,8 +151,10 @@
   }
 
   // The socket first (its messages are held), then the state so far, then the held ones.
+  const shared = root.dataset.sharedSocket !== undefined;
   async function start() {
-    connect();
+    if (shared) document.addEventListener("gongkai:message", (e) => handle(e.detail));
+    else connect();
     try {
       const res = await fetch(`/api/v1/draws/${encodeURIComponent(drawId)}/progress`, { headers: { Accept: "application/json" } });
       if (res.ok) {

@@ -1,5 +1,10 @@
 // The event page's live side: one WebSocket to /ws/events/{id} (see docs/protocol.md).
 // All user text is inserted with textContent, never as HTML.
+// It owns the page's only socket and tells the rest of the page what it hears, as DOM
+// events on `document` (the latest values also in window.gongkai.live):
+//   "gongkai:status" {status}      from the snapshot and `event.status`
+//   "gongkai:media"  {publishing}  from the snapshot's `media` and `media.state`
+//   "gongkai:message" <message>    every message (the draw play-out on a draw event)
 "use strict";
 
 (() => {
@@ -21,6 +26,23 @@
   // mobile network dropped silently looks open. Pinging keeps the mappings alive; a
   // socket silent for 2.5 pings is dead, and a new one resumes with `since`.
   const pingMs = Math.max(1, Number(root.dataset.pingSecs) || 25) * 1000;
+
+  // ---- what the player and the play-out hear ------------------------------
+  const gk = (window.gongkai = window.gongkai || {});
+  const live = (gk.live = gk.live || { status: root.dataset.status, publishing: null });
+  const emit = (name, detail) => document.dispatchEvent(new CustomEvent(name, { detail }));
+  function setPublishing(publishing) {
+    if (typeof publishing !== "boolean") return;
+    live.publishing = publishing;
+    emit("gongkai:media", { publishing });
+  }
+  // A server without `media` in its snapshot: ask once (no polling).
+  async function fetchMedia() {
+    try {
+      const response = await fetch(`/api/v1/events/${encodeURIComponent(eventId)}/media`);
+      if (response.ok) setPublishing((await response.json()).publishing);
+    } catch (_) { /* the next snapshot or media.state tells */ }
+  }
 
   // ---- nickname -----------------------------------------------------------
   async function loadViewer() {
@@ -101,6 +123,7 @@
       if (msg.seq <= state.seq) return; // already seen
       state.seq = msg.seq;
     }
+    emit("gongkai:message", msg);
     switch (msg.type) {
       case "snapshot": return applySnapshot(msg);
       case "resumed": state.seq = Math.max(state.seq, msg.seq); return;
@@ -116,6 +139,7 @@
         return renderQuestions();
       }
       case "event.status": return setStatus(msg.status);
+      case "media.state": return setPublishing(msg.publishing);
       case "event.updated": if (msg.event && msg.event.title) $("event-title").textContent = msg.event.title; if (msg.event && msg.event.status) setStatus(msg.event.status); return;
       case "viewers": $("viewers-current").textContent = msg.current; return;
       case "error": return showError(msg.message || msg.code);
@@ -136,6 +160,8 @@
     if (typeof s.likes === "number") $("likes-total").textContent = s.likes;
     if (s.viewers) $("viewers-current").textContent = s.viewers.current;
     if (s.event && s.event.status) setStatus(s.event.status);
+    if (s.media && typeof s.media.publishing === "boolean") setPublishing(s.media.publishing);
+    else if (live.publishing === null && state.status === "live") fetchMedia();
     $("moderation").hidden = !(state.role === "moderator" || state.role === "admin");
     renderQuestions();
     renderChatState();
@@ -207,14 +233,18 @@
   }
 
   function setStatus(status) {
+    const before = state.status;
     state.status = status;
     root.dataset.status = status;
     const badge = $("event-status");
     badge.className = `badge status-${status}`;
     badge.textContent = i18n["status" + status[0].toUpperCase() + status.slice(1)] || status;
-    const player = $("player-state");
-    if (player) player.textContent = i18n["player" + status[0].toUpperCase() + status.slice(1)] || "";
     renderChatState();
+    live.status = status;
+    emit("gongkai:status", { status });
+    // Reopened after an end: the page showing the record becomes the live page again
+    // (spread over a few seconds, not every viewer at once).
+    if (before === "ended" && status === "live") setTimeout(() => location.reload(), Math.random() * 3000);
   }
 
   function showError(text) {

@@ -218,6 +218,7 @@ async fn public_page(
         },
         Err(_) => None,
     };
+    let lang = page.lang;
     let event = event
         .filter(|e| e.status != EventStatus::Cancelled)
         .map(|e| {
@@ -226,6 +227,9 @@ async fn public_page(
                 title => e.title,
                 status => e.status.to_string(),
                 video => e.form.to_string() == "video",
+                // The player's countdown and start time (Beijing time) before the start.
+                start_ms => e.scheduled_start_ms,
+                start_text => super::pages::beijing_time(e.scheduled_start_ms, lang, false),
             }
         });
     public_draw(page, &id, "draw.html", context! { event }).await

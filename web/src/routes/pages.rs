@@ -16,7 +16,8 @@ use super::page_error;
 use super::tokens::{create_for, revoke_for};
 use crate::auth::login::{clear_session_cookies, login, set_session_cookies};
 use crate::auth::{Authn, Caller, ClientIp, PageCaller, Role, new_secret};
-use crate::domain::event::{Event, EventStatus};
+use crate::domain::draw::DrawState;
+use crate::domain::event::{Event, EventKind, EventStatus};
 use crate::error::ApiError;
 use crate::pages::Lang;
 use crate::pages::i18n::LANG_COOKIE;
@@ -114,6 +115,76 @@ async fn home(
         .into_response()
 }
 
+/// A time as the district reads it: Beijing time (UTC+8 all year, no daylight saving),
+/// whatever the server's or the browser's time zone; `time_only` leaves out the date.
+pub(crate) fn beijing_time(ms: i64, lang: Lang, time_only: bool) -> String {
+    let (Some(offset), Some(t)) = (
+        chrono::FixedOffset::east_opt(8 * 3600),
+        chrono::DateTime::from_timestamp_millis(ms),
+    ) else {
+        return String::new();
+    };
+    let t = t.with_timezone(&offset);
+    let format = match (lang, time_only) {
+        (_, true) => "%H:%M",
+        (Lang::ZhCn, false) => "%Y年%-m月%-d日 %H:%M",
+        (Lang::En, false) => "%-d %b %Y, %H:%M",
+    };
+    t.format(format).to_string()
+}
+
+/// The scheduled start and end in Beijing time; the end without its date when it is the
+/// same day.
+fn event_times(event: &Event, lang: Lang) -> (String, String) {
+    let day = |ms: i64| {
+        beijing_time(ms, Lang::ZhCn, false)
+            .split(' ')
+            .next()
+            .map(str::to_owned)
+    };
+    let same_day = day(event.scheduled_start_ms) == day(event.scheduled_end_ms);
+    (
+        beijing_time(event.scheduled_start_ms, lang, false),
+        beijing_time(event.scheduled_end_ms, lang, same_day),
+    )
+}
+
+/// How long after its end a manager may reopen an event (`[events] reopen_window_secs`
+/// on the server; the page only decides whether to offer the button).
+const REOPEN_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// Until when (Unix ms) an ended event may still be reopened; `None` when it may not.
+// TODO(issue 14): use `crate::routes::events::reopen_deadline_ms` once the backend has it.
+fn reopen_deadline_ms(_state: &AppState, event: &Event) -> Option<i64> {
+    if event.status != EventStatus::Ended {
+        return None;
+    }
+    let ended = chrono::DateTime::parse_from_rfc3339(event.ended_at.as_deref()?).ok()?;
+    let deadline = ended.timestamp_millis() + REOPEN_WINDOW_MS;
+    (chrono::Utc::now().timestamp_millis() < deadline).then_some(deadline)
+}
+
+/// The draw a `draw` event carries live (its latest public one), for the play-out beside
+/// the video and the record's links to the results.
+async fn event_draw(state: &AppState, event: &Event) -> Result<Option<minijinja::Value>, ApiError> {
+    if event.kind != EventKind::Draw {
+        return Ok(None);
+    }
+    let draws = state.store.list_draws().await?;
+    let draw = draws
+        .into_iter()
+        .filter(|d| d.state != DrawState::Draft && d.event_id.as_deref() == Some(event.id.as_str()))
+        .max_by_key(|d| d.created_at);
+    Ok(draw.map(|d| {
+        context! {
+            draw_id => d.id,
+            title => d.title,
+            state => d.state.as_str(),
+            is_published => d.state.is_published(),
+        }
+    }))
+}
+
 /// The event as templates see it: its public JSON plus millisecond times for `<time>`.
 fn event_ctx(event: &Event) -> minijinja::Value {
     let base = minijinja::Value::from_serialize(event);
@@ -141,12 +212,18 @@ async fn event_page(
         Ok(extra) => extra,
         Err(e) => return e.into_response(),
     };
+    let draw = match event_draw(&state, &event).await {
+        Ok(draw) => draw,
+        Err(e) => return e.into_response(),
+    };
+    let (start_text, end_text) = event_times(&event, lang);
     let ctx = context! {
         user, csrf_token,
         event => event_ctx(&event),
         client_ping_secs => state.settings.hub.client_ping_secs,
         start_ms => event.scheduled_start_ms,
         end_ms => event.scheduled_end_ms,
+        start_text, end_text, draw,
         ..extra
     };
     (
@@ -205,8 +282,18 @@ async fn staff_event(
         return page_error(&state, lang, StatusCode::FORBIDDEN);
     }
     let can_manage = super::events::may_manage(&caller, event.kind).is_ok();
+    let reopen_deadline_ms = if can_manage {
+        reopen_deadline_ms(&state, &event)
+    } else {
+        None
+    };
+    let reopen_until = reopen_deadline_ms.map(|ms| beijing_time(ms, lang, false));
+    let (start_text, end_text) = event_times(&event, lang);
     let (user, csrf_token) = user_ctx(&Some(caller));
-    let ctx = context! { user, csrf_token, event => event_ctx(&event), can_manage };
+    let ctx = context! {
+        user, csrf_token, event => event_ctx(&event), can_manage,
+        reopen_deadline_ms, reopen_until, start_text, end_text,
+    };
     (
         jar,
         state

@@ -1,11 +1,22 @@
 """WHIP test publisher: a synthetic moving VP8 video track (and a tone) to gongkai.
 
-Usage: whip_publisher.py URL TOKEN SECONDS [vp8|h264] [--ignore-pli]
+Usage: whip_publisher.py URL TOKEN SECONDS [vp8|h264] [--ignore-pli] [--watch]
+                         [--video-delay=S]
   --ignore-pli  never answer keyframe requests: after its first frame the encoder sends
                 keyframes only at its own interval (aiortc's VP8: every 3000 frames), like
                 an encoder configured with a fixed keyframe interval
+  --watch       also print each change of the peer connection's state,
+                {"connection": state, "at": unix seconds}, and stop early when the server
+                ends the session (a DTLS close or an ICE failure): then it prints
+                {"event": "closed_by_remote", "connection": state, "at": unix seconds}
+                and exits without a DELETE; also prints {"event": "video_started", "at": unix
+                seconds} when the first video frame is produced
+  --video-delay=S  hold the first video frame back S seconds after the connection is up,
+                as a phone's camera warming up: the audio track arrives first
 Prints one JSON line per state change on stdout ("published", "ended") and exits after
-SECONDS, deleting its session resource (a clean stop). Loopback only: no ICE servers.
+SECONDS, deleting its session resource (a clean stop). A refused offer prints
+{"event": "refused", "status": code, "code": error code} and exits. Loopback only: no ICE
+servers.
 """
 
 import asyncio
@@ -13,6 +24,7 @@ import fractions
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -23,7 +35,16 @@ from av import VideoFrame
 class MovingPattern(VideoStreamTrack):
     """320x240 frames whose colour changes every frame, so every frame is real content."""
 
+    def __init__(self, delay=0.0, on_first=None):
+        super().__init__()
+        self.delay = delay
+        self.on_first = on_first
+
     async def recv(self):
+        if self.on_first is not None:
+            await asyncio.sleep(self.delay)
+            self.on_first()
+            self.on_first = None
         pts, time_base = await self.next_timestamp()
         step = pts // 3000
         frame = VideoFrame(width=320, height=240, format="yuv420p")
@@ -46,9 +67,33 @@ def post(url, headers, body, method="POST"):
         return response.status, response.headers, response.read().decode()
 
 
-async def main(url, token, seconds, codec):
+def error_code(error):
+    """The `code` of an `{"error": {"code", "message"}}` body, if any."""
+    try:
+        return json.loads(error.read().decode())["error"]["code"]
+    except Exception:
+        return None
+
+
+async def main(url, token, seconds, codec, watch, video_delay):
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    video = pc.addTransceiver(MovingPattern(), direction="sendonly")
+    closing = False
+    remote_closed = asyncio.Event()
+
+    @pc.on("connectionstatechange")
+    def on_state():
+        if not watch:
+            return
+        state = pc.connectionState
+        print(json.dumps({"connection": state, "at": time.time()}), flush=True)
+        if state in ("closed", "failed") and not closing:
+            remote_closed.set()
+
+    def video_started():
+        if watch:
+            print(json.dumps({"event": "video_started", "at": time.time()}), flush=True)
+
+    video = pc.addTransceiver(MovingPattern(video_delay, video_started), direction="sendonly")
     if codec != "vp8":
         preferred = [
             c
@@ -58,16 +103,41 @@ async def main(url, token, seconds, codec):
         video.setCodecPreferences(preferred)
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
-    status, headers, answer = await asyncio.to_thread(
-        post,
-        url,
-        {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
-        pc.localDescription.sdp.encode(),
-    )
+    try:
+        status, headers, answer = await asyncio.to_thread(
+            post,
+            url,
+            {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+            pc.localDescription.sdp.encode(),
+        )
+    except urllib.error.HTTPError as error:
+        code = error_code(error)
+        print(json.dumps({"event": "refused", "status": error.code, "code": code}), flush=True)
+        closing = True
+        await pc.close()
+        return
     location = headers.get("Location")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-    print(json.dumps({"event": "published", "status": status, "location": location}), flush=True)
-    await asyncio.sleep(seconds)
+    print(
+        json.dumps(
+            {"event": "published", "status": status, "location": location, "at": time.time()}
+        ),
+        flush=True,
+    )
+    try:
+        await asyncio.wait_for(remote_closed.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+    if remote_closed.is_set():
+        print(
+            json.dumps(
+                {"event": "closed_by_remote", "connection": pc.connectionState, "at": time.time()}
+            ),
+            flush=True,
+        )
+        await pc.close()
+        return
+    closing = True
     base = url.split("/whip/")[0]
     try:
         await asyncio.to_thread(
@@ -101,4 +171,11 @@ if __name__ == "__main__":
     if "--ignore-pli" in flags:
         ignore_keyframe_requests()
     codec = positional[3].lower() if len(positional) > 3 else "vp8"
-    asyncio.run(main(positional[0], positional[1], float(positional[2]), codec))
+    watch = "--watch" in flags
+    video_delay = 0.0
+    for flag in flags:
+        if flag.startswith("--video-delay="):
+            video_delay = float(flag.split("=", 1)[1])
+    asyncio.run(
+        main(positional[0], positional[1], float(positional[2]), codec, watch, video_delay)
+    )

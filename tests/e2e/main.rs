@@ -17,3 +17,4 @@ mod event_browser;
 mod foundation;
 mod hub;
 mod media;
+mod on_air;

@@ -18,3 +18,4 @@ mod foundation;
 mod hub;
 mod media;
 mod on_air;
+mod on_air_browser;

@@ -10,6 +10,13 @@
     const pad = (n) => String(n).padStart(2, "0");
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
   };
+  // One reload however many reasons arrive (an action's answer and the socket's news).
+  let reloading = false;
+  const reload = (delay) => setTimeout(() => {
+    if (reloading) return;
+    reloading = true;
+    location.reload();
+  }, delay || 0);
   const list = (s) => s.split(/[,，\s]+/).map((x) => x.trim()).filter(Boolean);
 
   const form = $("event-form");
@@ -59,7 +66,7 @@
         }
         if (action === "cancel") await window.gongkai.api("DELETE", `/api/v1/events/${id}`);
         else await window.gongkai.api("POST", `/api/v1/events/${id}/${action}`);
-        location.reload();
+        reload();
       } catch (e) {
         err.textContent = e.message;
         err.hidden = false;
@@ -132,7 +139,7 @@
     }
     function setStatus(next) {
       if (!next) return;
-      if (next !== pageStatus) { setTimeout(() => location.reload(), 300); }
+      if (next !== pageStatus) reload(300);
       live.status = next;
       render();
     }

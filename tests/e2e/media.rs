@@ -165,8 +165,11 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
         .send()
         .await
         .expect("early WHEP");
-    assert_eq!(early.status(), 503);
+    // Before the start the public may not watch (only staff preview a rehearsal).
+    assert_eq!(early.status(), 409);
     assert!(early.headers().get("retry-after").is_some());
+    let body: Value = early.json().await.expect("error JSON");
+    assert_eq!(body["error"]["code"], "not_live", "{body}");
 
     let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "12"]);
     let published = publisher

@@ -48,11 +48,35 @@ pub struct Settings {
     #[serde(default)]
     pub hub: HubSettings,
     #[serde(default)]
+    pub events: EventSettings,
+    #[serde(default)]
     pub media: MediaSettings,
     #[serde(default)]
     pub draw: DrawSettings,
     #[serde(default)]
     pub lookup: LookupSettings,
+}
+
+/// Live events' lifecycle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// For how many seconds after an end a manager may reopen the event (an accidental
+    /// press of End); 0: never.
+    #[serde(default = "default_reopen_window_secs")]
+    pub reopen_window_secs: u64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            reopen_window_secs: default_reopen_window_secs(),
+        }
+    }
+}
+
+fn default_reopen_window_secs() -> u64 {
+    15 * 60
 }
 
 /// Draw ceremonies: the organiser's signing key, the key that seals children's records,
@@ -438,6 +462,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("GONGKAI_HUB_QUEUE_FRAMES", "hub.queue_frames"),
     ("GONGKAI_HUB_QUEUE_BYTES", "hub.queue_bytes"),
     ("GONGKAI_HUB_CLIENT_PING_SECS", "hub.client_ping_secs"),
+    (
+        "GONGKAI_EVENTS_REOPEN_WINDOW_SECS",
+        "events.reopen_window_secs",
+    ),
     ("GONGKAI_MEDIA_BIND_IP", "media.bind_ip"),
     ("GONGKAI_MEDIA_UDP_PORT", "media.udp_port"),
     ("GONGKAI_MEDIA_UDP_PORT_MIN", "media.udp_port_min"),
@@ -585,6 +613,9 @@ impl Settings {
         }
         if !(1..=300).contains(&self.hub.client_ping_secs) {
             return Err(invalid("hub.client_ping_secs", "must be between 1 and 300"));
+        }
+        if self.events.reopen_window_secs > 24 * 3600 {
+            return Err(invalid("events.reopen_window_secs", "must be at most 86400"));
         }
         if self.hub.queue_frames < 16 {
             return Err(invalid("hub.queue_frames", "must be at least 16"));

@@ -30,6 +30,14 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// 409 with its own code: the resource is in a state that refuses the request
+    /// (`not_live`, `ended`, `reopen_window_passed`); `retry_after` when waiting helps.
+    #[error("{message}")]
+    State {
+        code: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("unsupported media type: {0}")]
@@ -63,7 +71,7 @@ impl ApiError {
             ApiError::Unauthorized(_) | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::State { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -83,6 +91,7 @@ impl ApiError {
             ApiError::Csrf => "csrf",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::State { code, .. } => code,
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "rate_limited",
@@ -123,7 +132,15 @@ impl IntoResponse for ApiError {
             error["rows"] = json!(rows);
         }
         let mut response = (self.status(), axum::Json(json!({ "error": error }))).into_response();
-        if let ApiError::TooManyRequests { retry_after } = &self {
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after }
+            | ApiError::State {
+                retry_after: Some(retry_after),
+                ..
+            } => Some(*retry_after),
+            _ => None,
+        };
+        if let Some(retry_after) = retry_after {
             let secs = retry_after.as_secs().max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -10,6 +10,7 @@
 //! - `auth`: roles, passwords, sessions, CSRF, API tokens, rate limits
 //! - `store`: SQLite/PostgreSQL persistence
 //! - `hub_shell`: live-event rooms over WebSockets, their persistence and the bus
+//! - `on_air`: the event's status as the switch for its media, on every node
 //! - `pages`: templates, locales, assets
 //! - `error`: `ApiError`, the JSON error contract
 //! - `telemetry`, `telemetry_metrics`: logs and Prometheus metrics
@@ -21,6 +22,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod hub_shell;
+pub mod on_air;
 pub mod pages;
 pub mod routes;
 pub mod server;

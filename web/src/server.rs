@@ -57,6 +57,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("cannot resume draw play-outs")?;
     crate::ceremony::playout::spawn_watchdog(state.clone());
     routes::media::spawn_recording_catalogue(&state);
+    crate::on_air::spawn(&state)
+        .await
+        .context("cannot start on-air control")?;
     let media_state = state.clone();
 
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -77,6 +77,9 @@ pub enum Grant {
     /// WHIP for the broadcaster page (`gks1.<unix expiry>.<tag>`): a short-lived publish
     /// credential beside the event's long-lived publish token, which it never rotates.
     Publish,
+    /// WHEP for the event's staff (`gkw1.<unix expiry>.<tag>`): a preview that may watch a
+    /// rehearsal, which the public may not.
+    Preview,
 }
 
 impl Grant {
@@ -84,6 +87,7 @@ impl Grant {
         match self {
             Grant::View => "gkv1",
             Grant::Publish => "gks1",
+            Grant::Preview => "gkw1",
         }
     }
 
@@ -91,6 +95,7 @@ impl Grant {
         match self {
             Grant::View => "gongkai-view-token/1",
             Grant::Publish => "gongkai-publish-credential/1",
+            Grant::Preview => "gongkai-preview-credential/1",
         }
     }
 }

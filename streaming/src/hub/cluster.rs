@@ -105,6 +105,9 @@ pub enum Intent {
     Edit {
         event: EventInfo,
     },
+    Media {
+        publishing: bool,
+    },
     Draw {
         update: super::DrawUpdate,
     },
@@ -169,6 +172,10 @@ pub enum Op {
     },
     EventEdited {
         event: EventInfo,
+    },
+    /// The event's publisher connected (`true`) or went away (`false`).
+    MediaChanged {
+        publishing: bool,
     },
     /// A step of a draw's live play-out (`draw.*` broadcasts).
     Draw {

@@ -326,6 +326,13 @@ pub struct ChatSettings {
     pub slow_mode_secs: u32,
 }
 
+/// The event's video as pages need it: whether a publisher is connected (whatever the
+/// event's status: staff preview a rehearsal; the public plays it once `live`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    pub publishing: bool,
+}
+
 /// Who the connection is, so pages can show staff tools and a ban notice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct You {
@@ -344,6 +351,7 @@ pub struct Snapshot {
     pub viewers: ViewerCounts,
     pub likes: u64,
     pub chat: ChatSettings,
+    pub media: MediaInfo,
     /// The last 50 chat messages, oldest first.
     pub messages: Vec<ChatMessageView>,
     /// Unanswered questions, most votes first (ties: oldest first).
@@ -469,6 +477,9 @@ pub enum ServerMessage {
     },
     #[serde(rename = "event.updated")]
     EventUpdated { seq: u64, event: EventInfo },
+    /// The event's publisher connected or went away.
+    #[serde(rename = "media.state")]
+    MediaState { seq: u64, publishing: bool },
     /// A draw ceremony's seed, once computed (the start of the live play-out).
     #[serde(rename = "draw.seed")]
     DrawSeed {
@@ -548,6 +559,7 @@ impl ServerMessage {
             | ServerMessage::QuestionAnswered { seq, .. }
             | ServerMessage::EventStatus { seq, .. }
             | ServerMessage::EventUpdated { seq, .. }
+            | ServerMessage::MediaState { seq, .. }
             | ServerMessage::DrawSeed { seq, .. }
             | ServerMessage::DrawNumber { seq, .. }
             | ServerMessage::DrawAdmitted { seq, .. }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::{
-    ChatSettings, ClientFrame, ClientMessage, ConnId, DrawUpdate, ErrorCode, EventInfo,
+    ChatSettings, ClientFrame, MediaInfo, ClientMessage, ConnId, DrawUpdate, ErrorCode, EventInfo,
     EventStatus, Frame, Millis, NodeId, ServerMessage, StaffRole, Viewer, ViewerCounts, ViewerId,
     You,
     cluster::{Author, BanTarget, BusMessage, Entry, Heartbeat, Intent, Op, Origin},
@@ -133,6 +133,9 @@ pub enum Input {
     StatusChanged(EventStatus),
     /// The staff API edited the event (title, guests, summary, ...).
     EventEdited(EventInfo),
+    /// The event's publisher connected (`true`) or went away (`false`). Repeating the
+    /// current value changes nothing, so a shell may re-assert it.
+    MediaChanged(bool),
     /// A step of a draw's live play-out, broadcast to everyone.
     Draw(DrawUpdate),
     /// A message from the bus (any node, including echoes of this node's own).
@@ -281,6 +284,7 @@ impl Room {
                 open: seed.chat_open.unwrap_or(true),
                 slow_mode_secs: seed.slow_mode_secs,
             },
+            media: MediaInfo::default(),
             likes: seed.likes,
             messages,
             messages_floor,
@@ -354,6 +358,11 @@ impl Room {
             Input::Tick => {}
             Input::StatusChanged(status) => self.submit(now, None, Intent::Status { status }),
             Input::EventEdited(event) => self.submit(now, None, Intent::Edit { event }),
+            Input::MediaChanged(publishing) => {
+                if self.state.media.publishing != publishing {
+                    self.submit(now, None, Intent::Media { publishing });
+                }
+            }
             Input::Draw(update) => self.submit(now, None, Intent::Draw { update }),
             Input::Bus(message) => self.bus(now, message),
         }
@@ -854,6 +863,7 @@ impl Room {
             | Intent::Settings { .. }
             | Intent::Status { .. }
             | Intent::Edit { .. }
+            | Intent::Media { .. }
             | Intent::Draw { .. } => {}
         }
         Ok(())
@@ -1013,6 +1023,7 @@ impl Room {
                 Op::StatusChanged { status }
             }
             Intent::Edit { event } => Op::EventEdited { event },
+            Intent::Media { publishing } => Op::MediaChanged { publishing },
             Intent::Draw { update } => Op::Draw { update },
         };
         self.append(now, origin, op);

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ChatMessageView, ChatSettings, EventInfo, Frame, Millis, QuestionView, ServerMessage, Snapshot,
+    ChatMessageView, ChatSettings, EventInfo, MediaInfo, Frame, Millis, QuestionView, ServerMessage, Snapshot,
     ViewerCounts, You,
     cluster::{Author, Entry, Op},
     moderation::Ban,
@@ -80,6 +80,9 @@ pub struct RoomState {
     pub index: u64,
     pub event: EventInfo,
     pub chat: ChatSettings,
+    /// Older nodes' synced states lack it: nobody publishing until told.
+    #[serde(default)]
+    pub media: MediaInfo,
     pub likes: u64,
     /// The most recent chat messages, oldest first, deleted ones removed.
     pub messages: VecDeque<ChatRecord>,
@@ -224,6 +227,13 @@ impl RoomState {
                     event: event.clone(),
                 })
             }
+            Op::MediaChanged { publishing } => {
+                self.media.publishing = *publishing;
+                entry.seq.map(|seq| ServerMessage::MediaState {
+                    seq,
+                    publishing: *publishing,
+                })
+            }
             Op::Draw { update } => entry.seq.map(|seq| update.message(seq)),
         }?;
         let seq = entry.seq?;
@@ -262,6 +272,7 @@ impl RoomState {
             viewers: self.viewers,
             likes: self.likes,
             chat: self.chat.clone(),
+            media: self.media,
             messages: self
                 .messages
                 .iter()

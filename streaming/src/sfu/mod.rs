@@ -8,6 +8,8 @@
 //! # Layout
 //!
 //! - [`Sfu`]: rooms by event id, the peer factory (codecs, ports, ICE servers).
+//! - [`air`]: whether the event is on air (rehearsal, live, ended), the pure rule for who
+//!   may watch and what is recorded; [`Sfu::set_air`] carries it out.
 //! - `room` (private, in this file): one publisher slot, the packet broadcast, viewers.
 //! - [`rewrite`]: the pure per-viewer RTP rewrite (SSRC, payload type, extension ids,
 //!   sequence/timestamp continuity across publisher sessions).
@@ -46,6 +48,7 @@
 //! Viewers' own PLI/FIR (a decoder that lost a frame) reach the publisher the same way:
 //! through the room's coalescing keyframe request, never one PLI per viewer packet.
 
+pub mod air;
 mod direct;
 mod feedback;
 pub mod frames;
@@ -85,6 +88,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use air::{AirState, Audience, Refusal, Transition};
 use direct::socket::SocketCapture;
 use keyframe::Admit;
 pub use rewrite::{Negotiated, Rewriter};
@@ -103,6 +107,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// Checks per candidate pair before it fails: the crate's 1.4 s (7 x 200 ms) at our pace.
 const ICE_CHECKS_PER_PAIR: u16 = 28;
+/// How long after a publisher's first track viewers wait for the rest of the tracks it
+/// offered: one who joined in between got audio without video (a black player).
+const TRACKS_WAIT: Duration = Duration::from_secs(3);
 /// Keyframe requests from many viewers within this interval become one PLI.
 const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// A PLI this often even without requests: a lost keyframe otherwise freezes viewers
@@ -131,6 +138,10 @@ pub enum SfuError {
     AlreadyPublishing,
     #[error("nobody is publishing to this event")]
     NotPublishing,
+    #[error("the event has not started: only its staff may watch")]
+    NotLive,
+    #[error("the event has ended")]
+    Ended,
     #[error("the viewer supports none of the stream's codecs ({0})")]
     NoCommonCodec(String),
     #[error("no such media session")]
@@ -143,6 +154,15 @@ pub enum SfuError {
     GatheringTimeout,
     #[error("WebRTC failure: {0}")]
     WebRtc(String),
+}
+
+impl From<Refusal> for SfuError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotLive => SfuError::NotLive,
+            Refusal::Ended => SfuError::Ended,
+        }
+    }
 }
 
 fn webrtc_error(error: impl fmt::Display) -> SfuError {
@@ -260,6 +280,9 @@ pub struct Sfu {
     config: SfuConfig,
     mux: Option<Arc<mux::UdpMux>>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Each event's on-air state as this node last heard it. Taken before a room's state
+    /// lock when both are needed, never the other way round.
+    air: Mutex<HashMap<String, AirState>>,
     next_port: AtomicU16,
     events: broadcast::Sender<SfuEvent>,
 }
@@ -288,6 +311,7 @@ impl Sfu {
             config,
             mux,
             rooms: Mutex::new(HashMap::new()),
+            air: Mutex::new(HashMap::new()),
             next_port: AtomicU16::new(first_port),
             events: broadcast::channel(256).0,
         }))
@@ -334,15 +358,43 @@ impl Sfu {
         self.events.subscribe()
     }
 
-    /// Accepts a WHIP offer for `event_id`. A live publisher makes this fail with
-    /// [`SfuError::AlreadyPublishing`]; one whose connection failed or closed is replaced.
-    #[tracing::instrument(skip(self, offer_sdp), fields(event_id))]
+    /// The event's on-air state changed (`next` as the database has it, from this node,
+    /// another node or a request's read): takes it if it is newer than what this node
+    /// knows, and carries it out: going live starts recording the running publisher,
+    /// ending closes every session of the event and finishes its recording.
+    pub async fn set_air(self: &Arc<Self>, event_id: &str, next: AirState) {
+        let transition = {
+            let mut air = lock(&self.air);
+            let (state, transition) = air::take(air.get(event_id).copied(), next);
+            air.insert(event_id.to_owned(), state);
+            transition
+        };
+        match transition {
+            Transition::None => {}
+            Transition::StartRecording => self.start_recording(event_id),
+            Transition::CloseAll => self.close_event(event_id).await,
+        }
+    }
+
+    /// The event's on-air state as this node knows it.
+    pub fn air(&self, event_id: &str) -> Option<AirState> {
+        lock(&self.air).get(event_id).copied()
+    }
+
+    /// Accepts a WHIP offer for `event_id`, whose status the caller read as `air`. A live
+    /// publisher makes this fail with [`SfuError::AlreadyPublishing`]; one whose
+    /// connection failed or closed is replaced. An ended event refuses
+    /// ([`SfuError::Ended`]); a rehearsal is not recorded.
+    #[tracing::instrument(skip(self, offer_sdp, air), fields(event_id))]
     pub async fn publish(
         self: &Arc<Self>,
         event_id: &str,
         offer_sdp: String,
+        air: AirState,
     ) -> Result<Session, SfuError> {
         sdp::check_offer(&offer_sdp)?;
+        self.set_air(event_id, air).await;
+        self.air(event_id).unwrap_or(air).admits_publisher()?;
         let expected = sdp::sent_kinds(&offer_sdp);
         let room = self.room(event_id);
         if room.publisher_live() {
@@ -358,37 +410,45 @@ impl Sfu {
             }
         };
         let id = session_id();
-        let recorder = self.config.recordings_dir.as_deref().and_then(|dir| {
-            record::Recorder::start(
-                dir,
-                event_id,
-                expected,
-                Arc::downgrade(&room),
-                self.events.clone(),
-            )
-        });
-        let tap = recorder.as_ref().map(record::Recorder::tap);
         let previous = {
+            // The air lock first (see `Sfu::air`): an end that happened while we
+            // negotiated either is seen here or finds this publisher to close.
+            let air = self.air(event_id).unwrap_or(air);
             let mut state = lock(&room.state);
-            if state
+            if let Err(refusal) = air.admits_publisher() {
+                Err(SfuError::from(refusal))
+            } else if state
                 .publisher
                 .as_ref()
                 .is_some_and(|p| is_live(*p.state.borrow()))
             {
                 // Another publisher won the race while we negotiated.
-                None
+                Err(SfuError::AlreadyPublishing)
             } else {
-                Some(state.publisher.replace(Publisher {
+                let recorder = if air.records() {
+                    self.recorder(event_id, &room, expected)
+                } else {
+                    None
+                };
+                state.recording = recorder.as_ref().map(|r| (id.clone(), r.tap()));
+                room.recording_generation.fetch_add(1, Ordering::Release);
+                state.session_kinds.clear();
+                state.first_track_at = None;
+                Ok(state.publisher.replace(Publisher {
                     session: id.clone(),
                     peer: Arc::clone(&peer),
                     state: signals.state.subscribe(),
+                    expected,
                     recorder,
                 }))
             }
         };
-        let Some(previous) = previous else {
-            let _ = peer.close().await;
-            return Err(SfuError::AlreadyPublishing);
+        let previous = match previous {
+            Ok(previous) => previous,
+            Err(error) => {
+                let _ = peer.close().await;
+                return Err(error);
+            }
         };
         if let Some(previous) = previous {
             let _ = previous.peer.close().await;
@@ -402,6 +462,7 @@ impl Sfu {
         let weak_room = Arc::downgrade(&room);
         let reader_peer = Arc::clone(&peer);
         let reader_sfu = Arc::clone(self);
+        let reader_session = id.clone();
         tokio::spawn(async move {
             while let Some(track) = track_rx.recv().await {
                 let Some(room) = weak_room.upgrade() else {
@@ -412,7 +473,7 @@ impl Sfu {
                     room,
                     Arc::clone(&reader_peer),
                     track,
-                    tap.clone(),
+                    reader_session.clone(),
                 ));
             }
         });
@@ -425,33 +486,33 @@ impl Sfu {
         Ok(Session { id, answer_sdp })
     }
 
-    /// Accepts a WHEP offer for `event_id`: [`SfuError::NotPublishing`] until a publisher
-    /// has sent its tracks, [`SfuError::NoCommonCodec`] when the viewer can decode none.
-    #[tracing::instrument(skip(self, offer_sdp), fields(event_id))]
+    /// Accepts a WHEP offer for `event_id`, whose status the caller read as `air`, from
+    /// `audience`: [`SfuError::NotLive`] for the public before the start,
+    /// [`SfuError::Ended`] after the end, [`SfuError::NotPublishing`] until a publisher
+    /// has sent the tracks it offered, [`SfuError::NoCommonCodec`] when the viewer can
+    /// decode none.
+    #[tracing::instrument(skip(self, offer_sdp, air), fields(event_id))]
     pub async fn view(
         self: &Arc<Self>,
         event_id: &str,
         offer_sdp: String,
+        audience: Audience,
+        air: AirState,
     ) -> Result<Session, SfuError> {
         sdp::check_offer(&offer_sdp)?;
+        self.set_air(event_id, air).await;
+        self.air(event_id).unwrap_or(air).admits(audience)?;
         let room = lock(&self.rooms)
             .get(event_id)
             .cloned()
             .ok_or(SfuError::NotPublishing)?;
         let tracks = {
             let state = lock(&room.state);
-            if !state
-                .publisher
-                .as_ref()
-                .is_some_and(|p| is_live(*p.state.borrow()))
-            {
+            if !state.ready() {
                 return Err(SfuError::NotPublishing);
             }
             state.tracks.clone()
         };
-        if tracks.is_empty() {
-            return Err(SfuError::NotPublishing);
-        }
         let offered = sdp::offered_mime_types(&offer_sdp);
         let usable: Vec<PublishedTrack> = tracks
             .iter()
@@ -524,9 +585,20 @@ impl Sfu {
             }
         };
         let id = session_id();
-        lock(&room.state)
-            .viewers
-            .insert(id.clone(), Arc::clone(&peer));
+        let admitted = {
+            let air = self.air(event_id).unwrap_or(air);
+            let mut state = lock(&room.state);
+            let admitted = air.admits(audience);
+            if admitted.is_ok() {
+                state.viewers.insert(id.clone(), Arc::clone(&peer));
+            }
+            admitted
+        };
+        if let Err(refusal) = admitted {
+            // The event ended while we negotiated.
+            let _ = peer.close().await;
+            return Err(refusal.into());
+        }
         tracing::debug!(event_id, session = %id, "viewer accepted");
         tokio::spawn(forward_to_viewer(
             Arc::clone(self),
@@ -554,6 +626,7 @@ impl Sfu {
                 .as_ref()
                 .is_some_and(|p| p.session == session)
             {
+                state.recording = None;
                 state.publisher.take().map(|p| {
                     recorder = p.recorder;
                     p.peer
@@ -568,6 +641,77 @@ impl Sfu {
             tokio::spawn(recorder.finish(RECORDING_FINISH_TIMEOUT));
         }
         Ok(())
+    }
+
+    /// Starts recording the event's running publisher (it went live after a rehearsal).
+    fn start_recording(&self, event_id: &str) {
+        let Some(room) = lock(&self.rooms).get(event_id).cloned() else {
+            return;
+        };
+        let mut state = lock(&room.state);
+        let Some(publisher) = state.publisher.as_mut() else {
+            return;
+        };
+        if publisher.recorder.is_some() || !is_live(*publisher.state.borrow()) {
+            return;
+        }
+        let recorder = self.recorder(event_id, &room, publisher.expected);
+        let tap = recorder.as_ref().map(|r| (publisher.session.clone(), r.tap()));
+        publisher.recorder = recorder;
+        state.recording = tap;
+        room.recording_generation.fetch_add(1, Ordering::Release);
+        // The writer waits for a keyframe; ask now rather than at the safety interval.
+        room.keyframe_wanted.notify_one();
+        tracing::info!(event_id, "on air: recording the running publisher");
+    }
+
+    /// Closes the publisher and every viewer of an ended event and finishes its recording.
+    /// The closes run together: an end must reach every viewer within a second.
+    async fn close_event(&self, event_id: &str) {
+        let Some(room) = lock(&self.rooms).get(event_id).cloned() else {
+            return;
+        };
+        let (peers, recorder) = {
+            let mut state = lock(&room.state);
+            state.recording = None;
+            let mut peers: Vec<_> = state.viewers.drain().map(|(_, p)| p).collect();
+            let mut recorder = None;
+            if let Some(publisher) = state.publisher.take() {
+                peers.push(publisher.peer);
+                recorder = publisher.recorder;
+            }
+            (peers, recorder)
+        };
+        room.recording_generation.fetch_add(1, Ordering::Release);
+        tracing::info!(event_id, sessions = peers.len(), "event ended: closing its media");
+        let finishing = recorder.map(|r| r.finish(RECORDING_FINISH_TIMEOUT));
+        let mut closing = tokio::task::JoinSet::new();
+        for peer in peers {
+            closing.spawn(async move {
+                let _ = peer.close().await;
+            });
+        }
+        while closing.join_next().await.is_some() {}
+        if let Some(finishing) = finishing {
+            tokio::spawn(finishing);
+        }
+    }
+
+    fn recorder(
+        &self,
+        event_id: &str,
+        room: &Arc<Room>,
+        expected: record::Expected,
+    ) -> Option<record::Recorder> {
+        self.config.recordings_dir.as_deref().and_then(|dir| {
+            record::Recorder::start(
+                dir,
+                event_id,
+                expected,
+                Arc::downgrade(room),
+                self.events.clone(),
+            )
+        })
     }
 
     /// Whether `session` is a publisher session of `event_id`.
@@ -623,6 +767,7 @@ impl Sfu {
             let peers: Vec<Arc<dyn PeerConnection>> = {
                 let mut state = lock(&room.state);
                 let mut peers: Vec<_> = state.viewers.drain().map(|(_, p)| p).collect();
+                state.recording = None;
                 if let Some(publisher) = state.publisher.take() {
                     peers.push(publisher.peer);
                     recorders.extend(publisher.recorder);
@@ -811,6 +956,9 @@ struct Room {
     gop: Mutex<keyframe::GopCache<Arc<Forwarded>>>,
     keyframe_wanted: Notify,
     state: Mutex<RoomState>,
+    /// Bumped whenever `RoomState::recording` changes, so track readers look at it only
+    /// then, not per packet.
+    recording_generation: AtomicU64,
     ingest_bytes: AtomicU64,
     forwarded: AtomicU64,
     dropped: AtomicU64,
@@ -826,14 +974,43 @@ struct RoomState {
     publisher: Option<Publisher>,
     /// The current (or last) publisher's tracks: what viewers are offered.
     tracks: Vec<PublishedTrack>,
+    /// The kinds of track the current publisher session has sent so far, and when its
+    /// first one came.
+    session_kinds: Vec<RtpCodecKind>,
+    first_track_at: Option<tokio::time::Instant>,
     viewers: HashMap<String, Arc<dyn PeerConnection>>,
+    /// The publisher session being recorded and the tap its track readers feed.
+    recording: Option<(String, record::RecorderTap)>,
+}
+
+impl RoomState {
+    /// Whether a viewer can be given the stream now: a live publisher that has sent every
+    /// kind of track it offered (or, if one never comes, for long enough).
+    fn ready(&self) -> bool {
+        let Some(publisher) = self
+            .publisher
+            .as_ref()
+            .filter(|p| is_live(*p.state.borrow()))
+        else {
+            return false;
+        };
+        let Some(first) = self.first_track_at else {
+            return false;
+        };
+        let has = |kind| self.session_kinds.contains(&kind);
+        let complete = (!publisher.expected.audio || has(RtpCodecKind::Audio))
+            && (!publisher.expected.video || has(RtpCodecKind::Video));
+        complete || first.elapsed() >= TRACKS_WAIT
+    }
 }
 
 struct Publisher {
     session: String,
     peer: Arc<dyn PeerConnection>,
     state: watch::Receiver<RTCPeerConnectionState>,
-    /// This session's recording; dropping it finishes the file.
+    /// What the offer said it would send.
+    expected: record::Expected,
+    /// This session's recording (none during a rehearsal); dropping it finishes the file.
     recorder: Option<record::Recorder>,
 }
 
@@ -861,6 +1038,7 @@ impl Room {
             gop: Mutex::new(keyframe::GopCache::default()),
             keyframe_wanted: Notify::new(),
             state: Mutex::new(RoomState::default()),
+            recording_generation: AtomicU64::new(0),
             ingest_bytes: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -1083,7 +1261,7 @@ async fn read_publisher_track(
     room: Arc<Room>,
     peer: Arc<dyn PeerConnection>,
     track: Arc<dyn TrackRemote>,
-    recorder: Option<record::RecorderTap>,
+    session: String,
 ) {
     let Some(ssrc) = track.ssrcs().await.first().copied() else {
         return;
@@ -1108,7 +1286,17 @@ async fn read_publisher_track(
         let mut state = lock(&room.state);
         state.tracks.retain(|t| t.kind != kind);
         state.tracks.push(PublishedTrack { kind, codec });
+        if state.publisher.as_ref().is_some_and(|p| p.session == session) {
+            state.session_kinds.push(kind);
+            state
+                .first_track_at
+                .get_or_insert_with(tokio::time::Instant::now);
+        }
     }
+    // The recording this session feeds, re-read only when it changes (going live
+    // starts one, an end stops it).
+    let mut recording_seen = u64::MAX;
+    let mut recorder: Option<record::RecorderTap> = None;
 
     let (done_tx, done_rx) = watch::channel(false);
     if kind == RtpCodecKind::Video {
@@ -1149,6 +1337,15 @@ async fn read_publisher_track(
                 }
                 room.ingest_bytes
                     .fetch_add(packet.payload.len() as u64, Ordering::Relaxed);
+                let generation = room.recording_generation.load(Ordering::Acquire);
+                if generation != recording_seen {
+                    recording_seen = generation;
+                    recorder = lock(&room.state)
+                        .recording
+                        .as_ref()
+                        .filter(|(s, _)| *s == session)
+                        .map(|(_, tap)| tap.clone());
+                }
                 if let Some(recorder) = &recorder {
                     recorder.offer(kind, &mime, &packet);
                 }
@@ -1289,6 +1486,7 @@ async fn watch_publisher(
             .as_ref()
             .is_some_and(|p| p.session == session)
         {
+            guard.recording = None;
             guard.publisher.take()
         } else {
             None

@@ -632,3 +632,44 @@ fn draw_steps_reach_every_node_in_order_and_replay_on_resume() {
     let late = sim.join_with(1, "vc", None, Some(seen), None);
     assert_eq!(numbers(sim.client(1, late)), vec![1, 2, 3]);
 }
+
+#[test]
+fn media_state_reaches_every_node_once_and_is_in_the_snapshot() {
+    let mut sim = Sim::new(2, config());
+    let a = sim.join(0, "va", None);
+    let b = sim.join(1, "vb", None);
+    sim.advance(2000);
+    // The publisher connects on node 1; the shell may assert it again and again.
+    for _ in 0..3 {
+        sim.input(1, Input::MediaChanged(true));
+        sim.advance(200);
+    }
+    let publishing = |c: &crate::sim::Client| -> Vec<bool> {
+        c.received
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::MediaState { publishing, .. } => Some(*publishing),
+                ServerMessage::Batch { messages } => messages.iter().find_map(|m| match m {
+                    ServerMessage::MediaState { publishing, .. } => Some(*publishing),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(publishing(sim.client(0, a)), vec![true]);
+    assert_eq!(publishing(sim.client(1, b)), vec![true]);
+    let late = sim.join(0, "vc", None);
+    sim.advance(200);
+    let ServerMessage::Snapshot(snapshot) = &sim.client(0, late).received[0] else {
+        panic!("a join starts with a snapshot");
+    };
+    assert!(snapshot.media.publishing);
+    // The publisher goes away: one `false` everywhere.
+    sim.input(1, Input::MediaChanged(false));
+    sim.advance(200);
+    assert_eq!(publishing(sim.client(0, a)), vec![true, false]);
+    assert_eq!(publishing(sim.client(1, b)), vec![true, false]);
+    sim.client(0, a).assert_consistent(false);
+    sim.client(1, b).assert_consistent(false);
+}

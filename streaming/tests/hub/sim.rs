@@ -427,6 +427,7 @@ fn describe(input: &Input) -> String {
         Input::Tick => "tick".into(),
         Input::StatusChanged(s) => format!("status {s:?}"),
         Input::EventEdited(e) => format!("edited {}", e.title),
+        Input::MediaChanged(p) => format!("media publishing={p}"),
         Input::Draw(u) => format!("draw {u:?}"),
         Input::Bus(m) => format!("bus {}", bus_kind(m)),
     }

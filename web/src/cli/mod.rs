@@ -36,6 +36,8 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [hub] room_idle_secs            GONGKAI_HUB_ROOM_IDLE_SECS      60
   [hub] queue_frames              GONGKAI_HUB_QUEUE_FRAMES        256
   [hub] queue_bytes               GONGKAI_HUB_QUEUE_BYTES         1048576
+  [hub] client_ping_secs          GONGKAI_HUB_CLIENT_PING_SECS    25
+  [events] reopen_window_secs     GONGKAI_EVENTS_REOPEN_WINDOW_SECS 900 (0: an ended event cannot be reopened)
   [media] bind_ip                 GONGKAI_MEDIA_BIND_IP           0.0.0.0 (all non-loopback interfaces)
   [media] udp_port                GONGKAI_MEDIA_UDP_PORT          0 (unset; else one UDP port for every peer)
   [media] udp_port_min            GONGKAI_MEDIA_UDP_PORT_MIN      0 (with max 0: ephemeral ports)

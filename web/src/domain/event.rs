@@ -94,6 +94,8 @@ pub struct Event {
     pub follow_publisher: bool,
     pub started_at: Option<String>,
     pub ended_at: Option<String>,
+    /// Set when an accidental end was undone.
+    pub reopened_at: Option<String>,
     pub guests: Vec<Guest>,
     pub broadcasters: Vec<String>,
     pub moderators: Vec<String>,
@@ -101,6 +103,12 @@ pub struct Event {
     pub scheduled_start_ms: i64,
     #[serde(skip)]
     pub scheduled_end_ms: i64,
+    #[serde(skip)]
+    pub started_ms: Option<i64>,
+    #[serde(skip)]
+    pub ended_ms: Option<i64>,
+    #[serde(skip)]
+    pub reopened_ms: Option<i64>,
 }
 
 /// The validated fields of a new or edited event.

@@ -253,6 +253,29 @@ impl Hub {
         tracing::warn!(event = %event.id, "draw step not delivered: the room kept closing");
     }
 
+    /// Tells the event's room (opened here if needed) whether its publisher is connected;
+    /// the room broadcasts `media.state` when that changes.
+    pub async fn media_changed(&self, event: &Event, publishing: bool) {
+        if self.room(event).send(Command::Media(publishing)).await.is_err() {
+            // The room retired as we sent: its replacement starts from a fresh state and
+            // the next reconciliation asserts it again.
+            tracing::debug!(event = %event.id, "media state not delivered: the room closed");
+        }
+    }
+
+    /// As [`Hub::media_changed`], only to a room open on this node, without waiting (a
+    /// periodic re-assertion must not keep idle rooms open).
+    pub fn assert_media(&self, id: &EventId, publishing: bool) {
+        if let Some(room) = self.existing_room(id) {
+            let _ = room.try_send(Command::Media(publishing));
+        }
+    }
+
+    /// The bus between nodes (also carries media control, `crate::on_air`).
+    pub fn bus(&self) -> &Bus {
+        &self.0.bus
+    }
+
     fn lock_events(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, Arc<Event>>> {
         self.0.events.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -50,6 +50,8 @@ pub enum Command {
     Changed(EventInfo),
     /// A step of a draw's live play-out.
     Draw(streaming::hub::DrawUpdate),
+    /// The event's publisher connected (`true`) or went away (`false`).
+    Media(bool),
 }
 
 /// "The event changed", published by a node that has no room for the event; the
@@ -228,6 +230,7 @@ impl Shell {
             }
             Command::Changed(info) => self.changed(info),
             Command::Draw(update) => self.input(Input::Draw(update)),
+            Command::Media(publishing) => self.input(Input::MediaChanged(publishing)),
         }
     }
 

@@ -22,6 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{id}", get(show).patch(edit).delete(cancel))
         .route("/events/{id}/start", post(start))
         .route("/events/{id}/end", post(end))
+        .route("/events/{id}/reopen", post(reopen))
+        .route("/events/{id}/preview-credential", post(preview_credential))
         .route("/events/{id}/publish-token", post(publish_token))
         .route("/events/{id}/viewer-tokens", post(viewer_token))
         .route("/events/{id}/publish-credential", post(publish_credential))
@@ -201,6 +203,68 @@ async fn end(
     run_transition(&state, &caller, &id, EventStatus::Live, EventStatus::Ended).await
 }
 
+/// Undoes an accidental end: managers only, within `[events] reopen_window_secs` of the
+/// end (checked in the same statement that reopens), audited. The event is live again;
+/// its publisher reconnects and a new recording segment begins.
+async fn reopen(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    may_manage(&caller, event.kind)?;
+    if event.status != EventStatus::Ended {
+        return Err(ApiError::Conflict(format!(
+            "the event is {}; only an ended event can be reopened",
+            event.status
+        )));
+    }
+    let now = now_ms();
+    let window_ms = reopen_window_ms(&state);
+    let reopened = match state
+        .store
+        .reopen_event(&event.id, now.saturating_sub(window_ms), now)
+        .await?
+    {
+        Some(event) if window_ms > 0 => event,
+        _ => {
+            return Err(ApiError::State {
+                code: "reopen_window_passed",
+                message: format!(
+                    "an event can be reopened only within {} minutes of its end",
+                    state.settings.events.reopen_window_secs / 60
+                ),
+                retry_after: None,
+            });
+        }
+    };
+    state
+        .store
+        .audit(
+            &caller.user.username,
+            "event.reopen",
+            &json!({"event": event.id, "ended_at": event.ended_at}).to_string(),
+            now,
+        )
+        .await?;
+    crate::on_air::status_changed(&state, &reopened).await;
+    Ok(axum::Json(reopened))
+}
+
+fn reopen_window_ms(state: &AppState) -> i64 {
+    i64::try_from(state.settings.events.reopen_window_secs)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000)
+}
+
+/// Until when (Unix ms) an ended event may still be reopened; `None` when it is not ended
+/// or the window has passed.
+pub fn reopen_deadline_ms(state: &AppState, event: &Event) -> Option<i64> {
+    let window = reopen_window_ms(state);
+    let deadline = event.ended_ms?.saturating_add(window);
+    (event.status == EventStatus::Ended && window > 0 && deadline > now_ms()).then_some(deadline)
+}
+
 /// Start and end: the event's running staff move it one step along its lifecycle.
 async fn run_transition(
     state: &AppState,
@@ -245,7 +309,7 @@ pub async fn transition(
             now,
         )
         .await?;
-    crate::hub_shell::event_changed(state, &updated);
+    crate::on_air::status_changed(state, &updated).await;
     Ok(updated)
 }
 
@@ -333,6 +397,32 @@ async fn publish_credential(
     let token = state
         .viewer_key
         .sign_grant(Grant::Publish, event.id.as_str(), expires);
+    Ok(axum::Json(json!({ "token": token, "expires_at": expires })))
+}
+
+/// How long a staff preview credential lives (checked when a viewer session starts).
+const PREVIEW_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
+
+/// A WHEP credential for the event's staff: they may watch a rehearsal, which the public
+/// may not. Same people as start and end.
+async fn preview_credential(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let event = load(&state, &id).await?;
+    may_run(&caller, &event)?;
+    if matches!(event.status, EventStatus::Ended | EventStatus::Cancelled) {
+        return Err(ApiError::State {
+            code: "ended",
+            message: format!("the event is {}", event.status),
+            retry_after: None,
+        });
+    }
+    let expires = u64::try_from(now_ms() / 1000).unwrap_or(0) + PREVIEW_CREDENTIAL_TTL_SECS;
+    let token = state
+        .viewer_key
+        .sign_grant(Grant::Preview, event.id.as_str(), expires);
     Ok(axum::Json(json!({ "token": token, "expires_at": expires })))
 }
 

@@ -8,7 +8,12 @@
 //! - `POST /whip/{event_id}`: publish (`Authorization: Bearer <publish token>`, or the
 //!   broadcaster page's short-lived publish credential).
 //! - `POST /whep/{event_id}`: watch (public events: anyone; unlisted events: `Authorization:
-//!   Bearer <viewer token>`, see `viewer::ViewerKey::sign_view_token`).
+//!   Bearer <viewer token>`, see `viewer::ViewerKey::sign_view_token`; the event's staff:
+//!   `Bearer <preview credential>`, which may watch a rehearsal).
+//!
+//! The event's status decides (see `crate::on_air`): while `scheduled` the publisher
+//! rehearses and only staff may watch (the public gets 409 `not_live`); after the end
+//! every session is closed and new offers get 409 `ended`.
 //! - `DELETE /whip|whep/{event_id}/{session}`: end the session; `PATCH`: 405 (no trickle:
 //!   answers carry every candidate); `OPTIONS`: CORS preflight with the ICE servers.
 //! - `GET /api/v1/events/{id}/media`: publishing/paused/viewers for the player and pages.
@@ -29,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use streaming::sfu::record::RecordingSegment;
+use streaming::sfu::air::Audience;
 use streaming::sfu::{IceServer, Sfu, SfuConfig, SfuError, SfuEvent};
 
 use crate::auth::secret_hash;
@@ -47,8 +53,10 @@ fn failed(response: Response) -> Failed {
 
 /// Seconds a player or publisher should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "2";
-/// How long after a WHIP answer the event may follow the publisher to "live".
-const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bounds of the `Retry-After` of a `not_live` answer (the time to the scheduled start,
+/// within these): players learn of the start from the event's WebSocket anyway.
+const NOT_LIVE_RETRY_MIN: Duration = Duration::from_secs(5);
+const NOT_LIVE_RETRY_MAX: Duration = Duration::from_secs(600);
 
 /// Builds the SFU from `[media]` (and the recordings directory).
 pub fn sfu_from_settings(settings: &Settings) -> Result<Arc<Sfu>, streaming::sfu::SfuError> {
@@ -360,42 +368,19 @@ async fn whip(
 ) -> Response {
     let result = async {
         let event = load(&state, &event_id).await?;
-        if event.status == EventStatus::Ended {
-            return Err(Box::new(
-                ApiError::Conflict("the event has ended".into()).into_response(),
-            ));
-        }
         check_publish_token(&state, &event, &headers).await?;
+        if event.status == EventStatus::Ended {
+            return Err(failed(ended().into_response()));
+        }
         let offer = sdp_body(&state, &headers, body)?;
-        let mut events = state.sfu.subscribe();
+        // A rehearsal while scheduled (recorded and shown to the public only from the
+        // start); an event that follows its publisher goes live when it connects
+        // (`crate::on_air`).
         let session = state
             .sfu
-            .publish(event.id.as_str(), offer)
+            .publish(event.id.as_str(), offer, crate::on_air::air_of(&event))
             .await
             .map_err(|e| Box::new(sfu_error(e)))?;
-        if event.follow_publisher && event.status == EventStatus::Scheduled {
-            let state = state.clone();
-            let id = event.id.clone();
-            tokio::spawn(async move {
-                let connected = tokio::time::timeout(FOLLOW_TIMEOUT, async {
-                    while let Ok(change) = events.recv().await {
-                        if change
-                            == (SfuEvent::PublisherConnected {
-                                event_id: id.as_str().to_owned(),
-                            })
-                        {
-                            return true;
-                        }
-                    }
-                    false
-                })
-                .await
-                .unwrap_or(false);
-                if connected {
-                    follow_publisher(&state, &id).await;
-                }
-            });
-        }
         Ok(created(&state, "whip", &event, session))
     }
     .await;
@@ -411,13 +396,30 @@ async fn whep(
 ) -> Response {
     let result = async {
         let event = load(&state, &event_id).await?;
-        check_view_token(&state, &event, &headers)?;
+        let audience = audience(&state, &event, &headers)?;
+        // Refused before any WebRTC work: most such offers are players on a page that
+        // opened early or late.
+        match (event.status, audience) {
+            (EventStatus::Ended, _) => return Err(failed(ended().into_response())),
+            (EventStatus::Scheduled, Audience::Public) => {
+                return Err(failed(not_live(&event).into_response()));
+            }
+            _ => {}
+        }
         let offer = sdp_body(&state, &headers, body)?;
         let session = state
             .sfu
-            .view(event.id.as_str(), offer)
+            .view(
+                event.id.as_str(),
+                offer,
+                audience,
+                crate::on_air::air_of(&event),
+            )
             .await
-            .map_err(|e| Box::new(sfu_error(e)))?;
+            .map_err(|e| match e {
+                SfuError::NotLive => Box::new(cors(not_live(&event).into_response())),
+                other => Box::new(sfu_error(other)),
+            })?;
         Ok(created(&state, "whep", &event, session))
     }
     .await;
@@ -527,6 +529,7 @@ async fn media_status(State(state): State<AppState>, Path(id): Path<String>) -> 
         "paused": status.paused,
         "viewers": status.viewers,
         "event_status": event.status.as_str(),
+        "on_air": event.status == EventStatus::Live && status.publishing,
     }))
     .into_response()
 }
@@ -586,6 +589,51 @@ async fn check_publish_token(
         ));
     }
     Ok(())
+}
+
+/// 409 `ended`: nothing is published or watched after the event's end.
+fn ended() -> ApiError {
+    ApiError::State {
+        code: "ended",
+        message: "the event has ended".into(),
+        retry_after: None,
+    }
+}
+
+/// 409 `not_live` with the time to the scheduled start as `Retry-After` (bounded).
+fn not_live(event: &Event) -> ApiError {
+    let until_start = u64::try_from(event.scheduled_start_ms - crate::store::now_ms())
+        .map(Duration::from_millis)
+        .unwrap_or_default();
+    ApiError::State {
+        code: "not_live",
+        message: "the event has not started yet".into(),
+        retry_after: Some(until_start.clamp(NOT_LIVE_RETRY_MIN, NOT_LIVE_RETRY_MAX)),
+    }
+}
+
+/// Who asks to watch: the event's staff with a preview credential
+/// (`POST /api/v1/events/{id}/preview-credential`), or the public, which for an unlisted
+/// event needs a viewer token.
+fn audience(state: &AppState, event: &Event, headers: &HeaderMap) -> Result<Audience, Failed> {
+    if let Some(token) = bearer(headers).filter(|t| t.starts_with(Grant::Preview.prefix())) {
+        let now = u64::try_from(crate::store::now_ms() / 1000).unwrap_or(0);
+        return match state
+            .viewer_key
+            .verify_grant(Grant::Preview, event.id.as_str(), token, now)
+        {
+            Ok(()) => Ok(Audience::Staff),
+            Err(GrantError::Expired) => Err(failed(
+                ApiError::Forbidden("the preview credential has expired".into()).into_response(),
+            )),
+            Err(GrantError::Invalid) => Err(failed(
+                ApiError::Forbidden("this is not a preview credential for the event".into())
+                    .into_response(),
+            )),
+        };
+    }
+    check_view_token(state, event, headers)?;
+    Ok(Audience::Public)
 }
 
 /// Unlisted events need a viewer token (`POST /api/v1/events/{id}/viewer-tokens`);
@@ -655,6 +703,13 @@ fn sfu_error(error: SfuError) -> Response {
     let response = match &error {
         SfuError::BadOffer(_) => ApiError::BadRequest(error.to_string()).into_response(),
         SfuError::AlreadyPublishing => ApiError::Conflict(error.to_string()).into_response(),
+        SfuError::Ended => ended().into_response(),
+        SfuError::NotLive => ApiError::State {
+            code: "not_live",
+            message: error.to_string(),
+            retry_after: Some(NOT_LIVE_RETRY_MIN),
+        }
+        .into_response(),
         SfuError::UnknownSession => ApiError::NotFound("media session".into()).into_response(),
         SfuError::NoCommonCodec(_) => error_response(
             StatusCode::NOT_ACCEPTABLE,
@@ -750,20 +805,4 @@ fn cors(mut response: Response) -> Response {
         HeaderValue::from_static("Location, ETag, Link, Retry-After"),
     );
     response
-}
-
-async fn follow_publisher(state: &AppState, id: &EventId) {
-    let now = crate::store::now_ms();
-    match state
-        .store
-        .set_event_status(id, &[EventStatus::Scheduled], EventStatus::Live, now)
-        .await
-    {
-        Ok(Some(event)) => {
-            tracing::info!(event_id = %id.as_str(), "event live: following its publisher");
-            crate::hub_shell::event_changed(state, &event);
-        }
-        Ok(None) => {}
-        Err(error) => tracing::warn!(error = %error, "could not follow the publisher"),
-    }
 }

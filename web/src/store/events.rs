@@ -8,7 +8,7 @@ use crate::domain::event::{
     Event, EventDraft, EventForm, EventId, EventKind, EventStatus, Guest, Visibility, format_time,
 };
 
-const EVENT_COLUMNS: &str = "id, kind, title, topic, summary, scheduled_start, scheduled_end, form, visibility, status, follow_publisher, started_at, ended_at";
+const EVENT_COLUMNS: &str = "id, kind, title, topic, summary, scheduled_start, scheduled_end, form, visibility, status, follow_publisher, started_at, ended_at, reopened_at";
 
 impl Store {
     pub async fn create_event(
@@ -114,6 +114,29 @@ impl Store {
             q = q.bind(*s);
         }
         let done = q.execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.event(id).await
+    }
+
+    /// Undoes an end: `live` again, if the event ended at or after `ended_since` (the
+    /// reopen window, checked in the same statement). `None`: not ended, or too late.
+    pub async fn reopen_event(
+        &self,
+        id: &EventId,
+        ended_since: i64,
+        now: i64,
+    ) -> StoreResult<Option<Event>> {
+        let done = sqlx::query(
+            "UPDATE events SET status = 'live', ended_at = NULL, reopened_at = $1, updated_at = $1
+             WHERE id = $2 AND status = 'ended' AND ended_at >= $3",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .bind(ended_since)
+        .execute(&self.pool)
+        .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
@@ -227,6 +250,7 @@ impl Store {
         let end: i64 = row.try_get("scheduled_end")?;
         let started: Option<i64> = row.try_get("started_at")?;
         let ended: Option<i64> = row.try_get("ended_at")?;
+        let reopened: Option<i64> = row.try_get("reopened_at")?;
         let follow: i64 = row.try_get("follow_publisher")?;
         Ok(Event {
             id: EventId::parse(&id).ok_or_else(|| bad("id", &id))?,
@@ -243,11 +267,15 @@ impl Store {
             follow_publisher: follow != 0,
             started_at: started.map(format_time),
             ended_at: ended.map(format_time),
+            reopened_at: reopened.map(format_time),
             guests,
             broadcasters,
             moderators,
             scheduled_start_ms: start,
             scheduled_end_ms: end,
+            started_ms: started,
+            ended_ms: ended,
+            reopened_ms: reopened,
         })
     }
 }

@@ -466,6 +466,7 @@ async fn apply_entry(tx: &mut Transaction<'_, Any>, id: &str, entry: &Entry) -> 
         Op::TermStarted { .. }
         | Op::StatusChanged { .. }
         | Op::EventEdited { .. }
+        | Op::MediaChanged { .. }
         | Op::Draw { .. } => {}
         Op::ChatPosted {
             id: message,

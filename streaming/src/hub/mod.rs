@@ -79,9 +79,9 @@ use serde::{Deserialize, Serialize};
 pub use cluster::{Author, BusMessage, Entry, Heartbeat, Intent, Op, Origin};
 pub use moderation::{Ban, RateLimit, TokenBucket};
 pub use protocol::{
-    AuthorView, ChatMessageView, ChatSettings, MediaInfo, ClientFrame, ClientMessage, DrawAdmittedInfo,
-    DrawSeedInfo, DrawUpdate, ErrorCode, Frame, MAX_REFERENCE_CHARS, QuestionView, Rejected,
-    ServerMessage, Snapshot, ViewerCounts, You, parse_client_frame,
+    AuthorView, ChatMessageView, ChatSettings, ClientFrame, ClientMessage, DrawAdmittedInfo,
+    DrawSeedInfo, DrawUpdate, ErrorCode, Frame, MAX_REFERENCE_CHARS, MediaInfo, QuestionView,
+    Rejected, ServerMessage, Snapshot, ViewerCounts, You, parse_client_frame,
 };
 pub use queue::{
     CLOSE_GOING_AWAY, CLOSE_LAGGING, CLOSE_POLICY, OutboundQueue, Overflow, QueueItem,

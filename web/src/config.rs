@@ -615,7 +615,10 @@ impl Settings {
             return Err(invalid("hub.client_ping_secs", "must be between 1 and 300"));
         }
         if self.events.reopen_window_secs > 24 * 3600 {
-            return Err(invalid("events.reopen_window_secs", "must be at most 86400"));
+            return Err(invalid(
+                "events.reopen_window_secs",
+                "must be at most 86400",
+            ));
         }
         if self.hub.queue_frames < 16 {
             return Err(invalid("hub.queue_frames", "must be at least 16"));

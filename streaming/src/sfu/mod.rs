@@ -656,7 +656,9 @@ impl Sfu {
             return;
         }
         let recorder = self.recorder(event_id, &room, publisher.expected);
-        let tap = recorder.as_ref().map(|r| (publisher.session.clone(), r.tap()));
+        let tap = recorder
+            .as_ref()
+            .map(|r| (publisher.session.clone(), r.tap()));
         publisher.recorder = recorder;
         state.recording = tap;
         room.recording_generation.fetch_add(1, Ordering::Release);
@@ -683,7 +685,11 @@ impl Sfu {
             (peers, recorder)
         };
         room.recording_generation.fetch_add(1, Ordering::Release);
-        tracing::info!(event_id, sessions = peers.len(), "event ended: closing its media");
+        tracing::info!(
+            event_id,
+            sessions = peers.len(),
+            "event ended: closing its media"
+        );
         let finishing = recorder.map(|r| r.finish(RECORDING_FINISH_TIMEOUT));
         let mut closing = tokio::task::JoinSet::new();
         for peer in peers {
@@ -1286,7 +1292,11 @@ async fn read_publisher_track(
         let mut state = lock(&room.state);
         state.tracks.retain(|t| t.kind != kind);
         state.tracks.push(PublishedTrack { kind, codec });
-        if state.publisher.as_ref().is_some_and(|p| p.session == session) {
+        if state
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.session == session)
+        {
             state.session_kinds.push(kind);
             state
                 .first_track_at

@@ -256,7 +256,12 @@ impl Hub {
     /// Tells the event's room (opened here if needed) whether its publisher is connected;
     /// the room broadcasts `media.state` when that changes.
     pub async fn media_changed(&self, event: &Event, publishing: bool) {
-        if self.room(event).send(Command::Media(publishing)).await.is_err() {
+        if self
+            .room(event)
+            .send(Command::Media(publishing))
+            .await
+            .is_err()
+        {
             // The room retired as we sent: its replacement starts from a fresh state and
             // the next reconciliation asserts it again.
             tracing::debug!(event = %event.id, "media state not delivered: the room closed");

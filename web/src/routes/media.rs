@@ -33,8 +33,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use streaming::sfu::record::RecordingSegment;
 use streaming::sfu::air::Audience;
+use streaming::sfu::record::RecordingSegment;
 use streaming::sfu::{IceServer, Sfu, SfuConfig, SfuError, SfuEvent};
 
 use crate::auth::secret_hash;

@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use super::{
-    ChatSettings, ClientFrame, MediaInfo, ClientMessage, ConnId, DrawUpdate, ErrorCode, EventInfo,
-    EventStatus, Frame, Millis, NodeId, ServerMessage, StaffRole, Viewer, ViewerCounts, ViewerId,
-    You,
+    ChatSettings, ClientFrame, ClientMessage, ConnId, DrawUpdate, ErrorCode, EventInfo,
+    EventStatus, Frame, MediaInfo, Millis, NodeId, ServerMessage, StaffRole, Viewer, ViewerCounts,
+    ViewerId, You,
     cluster::{Author, BanTarget, BusMessage, Entry, Heartbeat, Intent, Op, Origin},
     moderation::{Ban, Permission, RateLimit, TokenBucket, banned_until, permits},
     parse_client_frame,

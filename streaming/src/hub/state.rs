@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ChatMessageView, ChatSettings, EventInfo, MediaInfo, Frame, Millis, QuestionView, ServerMessage, Snapshot,
-    ViewerCounts, You,
+    ChatMessageView, ChatSettings, EventInfo, Frame, MediaInfo, Millis, QuestionView,
+    ServerMessage, Snapshot, ViewerCounts, You,
     cluster::{Author, Entry, Op},
     moderation::Ban,
     replay::{ReplayBuffer, ReplayWire},

@@ -75,6 +75,9 @@ async fn api_not_found() -> ApiError {
 }
 
 async fn security_headers(request: Request, next: Next) -> Response {
+    // API answers are per caller or live (sessions' CSRF tokens, API tokens, user lists,
+    // audit logs): no browser or proxy may keep them, so Back after a logout shows nothing.
+    let api = request.uri().path().starts_with("/api/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let fixed: [(HeaderName, &str); 4] = [
@@ -100,6 +103,8 @@ async fn security_headers(request: Request, next: Next) -> Response {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         );
+    }
+    if is_html || api {
         headers
             .entry(header::CACHE_CONTROL)
             .or_insert(HeaderValue::from_static("no-store"));

@@ -175,9 +175,11 @@ async fn session_login_csrf_and_logout() {
         .header(header::COOKIE, &cookie)
         .body(Body::empty())
         .unwrap();
-    let (status, _, body) = send(&app, me).await;
+    let (status, me_headers, body) = send(&app, me).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["user"]["username"], "alice");
+    // Staff JSON (here with the CSRF token) is never kept by a browser or proxy.
+    assert_eq!(me_headers[header::CACHE_CONTROL], "no-store");
 
     // A state change with the cookie but without the CSRF header is refused.
     let req = Request::post("/api/v1/tokens")
@@ -204,8 +206,9 @@ async fn session_login_csrf_and_logout() {
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap();
-    let (status, _, body) = send(&app, req).await;
+    let (status, users_headers, body) = send(&app, req).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(users_headers[header::CACHE_CONTROL], "no-store");
     let list = Request::get("/api/v1/tokens")
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
@@ -364,8 +367,21 @@ async fn probes_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     let (status, _, body) = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A made-up method adds no series of its own.
+    let made_up = axum::http::Method::from_bytes("Z".repeat(206).as_bytes()).unwrap();
+    send(
+        &app,
+        Request::builder()
+            .method(made_up)
+            .uri("/healthz")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     let (_, _, body) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     let text = body.as_str().unwrap();
+    assert!(!text.contains("ZZZZ"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
     assert!(text.contains("gongkai_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/readyz\""), "{text}");
     assert!(text.contains("gongkai_db_pool_connections"), "{text}");

@@ -630,6 +630,22 @@ async fn the_websocket_layer_answers_pings_oversized_messages_and_closes() {
     a.send_text("x".repeat(20 * 1024)).await;
     assert_eq!(a.close_code().await, u16::from(CloseCode::Size));
 
+    // Binary frames count against the frame limit like text frames: a flood of them
+    // closes the socket with 1008 (policy) instead of keeping it open.
+    let mut flood = Ws::connect(&app.base_url, &event, Some(&jia), None).await;
+    flood.until("snapshot", |_| true).await;
+    for _ in 0..2000 {
+        if flood
+            .stream
+            .send(Message::Binary(b"\x00".to_vec().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(flood.close_code().await, u16::from(CloseCode::Policy));
+
     // The client closes: the server answers with its own close frame.
     let mut b = Ws::connect(&app.base_url, &event, Some(&jia), None).await;
     b.until("snapshot", |_| true).await;

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;
 use streaming::hub::{
-    ClientMessage, ConnId, RateLimit, StaffRole, TokenBucket, Viewer, parse_client_frame,
+    CLOSE_POLICY, ClientMessage, ConnId, RateLimit, StaffRole, TokenBucket, Viewer, parse_client_frame,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::sync::{mpsc, oneshot};
@@ -48,8 +48,12 @@ const CLOSE_INTERNAL: u16 = 1011;
 const CLOSE_TOO_BIG: u16 = 1009;
 /// Joins retried when the room retires under us.
 const JOIN_ATTEMPTS: usize = 3;
-/// Local `nickname_required` replies per read-only socket (beyond: silently dropped).
+/// Frames the socket answers itself (binary frames, a read-only viewer's interactions):
+/// the same budget the room gives every frame it sees, since these never reach it.
 const LOCAL_REPLIES: RateLimit = RateLimit::new(10.0, 30.0);
+/// After this many such frames refused in a row the connection is closed (as the room
+/// does for the frames it sees).
+const MAX_LOCAL_REFUSED: u32 = 100;
 /// After the client's close: how long its last frames (our close reply) may take.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Largest WebSocket message accepted at all. Text frames over the protocol's 4096 bytes
@@ -223,7 +227,7 @@ async fn receive_loop(
     outbox: &Outbox,
     read_only: bool,
 ) {
-    let mut replies = TokenBucket::new(LOCAL_REPLIES, now_millis());
+    let mut local = LocalFrames::new();
     while let Some(next) = stream.next().await {
         let message = match next {
             Ok(message) => message,
@@ -236,8 +240,15 @@ async fn receive_loop(
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {
-                if replies.try_take(LOCAL_REPLIES, now_millis(), 1.0) {
-                    outbox.push(local_error("bad_json", "send JSON text frames", None));
+                match local.admit() {
+                    Admit::Answer => {
+                        outbox.push(local_error("bad_json", "send JSON text frames", None));
+                    }
+                    Admit::Refuse => {}
+                    Admit::Close => {
+                        outbox.close(CLOSE_POLICY, "too many messages");
+                        return;
+                    }
                 }
                 continue;
             }
@@ -247,12 +258,19 @@ async fn receive_loop(
             }
         };
         if read_only && let Some(reference) = needs_nickname(text.as_str()) {
-            if replies.try_take(LOCAL_REPLIES, now_millis(), 1.0) {
-                outbox.push(local_error(
-                    "nickname_required",
-                    "choose a nickname first",
-                    reference,
-                ));
+            match local.admit() {
+                Admit::Answer => {
+                    outbox.push(local_error(
+                        "nickname_required",
+                        "choose a nickname first",
+                        reference,
+                    ));
+                }
+                Admit::Refuse => {}
+                Admit::Close => {
+                    outbox.close(CLOSE_POLICY, "too many messages");
+                    return;
+                }
             }
             continue;
         }
@@ -264,6 +282,42 @@ async fn receive_loop(
             conn,
             text: text.as_str().to_owned(),
         });
+    }
+}
+
+/// The budget of frames a socket answers without the room.
+struct LocalFrames {
+    bucket: TokenBucket,
+    refused: u32,
+}
+
+enum Admit {
+    Answer,
+    /// Over the rate: no answer.
+    Refuse,
+    /// Refused too often in a row.
+    Close,
+}
+
+impl LocalFrames {
+    fn new() -> Self {
+        Self {
+            bucket: TokenBucket::new(LOCAL_REPLIES, now_millis()),
+            refused: 0,
+        }
+    }
+
+    fn admit(&mut self) -> Admit {
+        if self.bucket.try_take(LOCAL_REPLIES, now_millis(), 1.0) {
+            self.refused = 0;
+            return Admit::Answer;
+        }
+        self.refused += 1;
+        if self.refused > MAX_LOCAL_REFUSED {
+            Admit::Close
+        } else {
+            Admit::Refuse
+        }
     }
 }
 

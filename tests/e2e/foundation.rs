@@ -15,6 +15,27 @@ use crate::support::{
 // ---------------------------------------------------------------- probes, CLI
 
 #[tokio::test]
+async fn the_data_directory_and_database_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    // The harness made the data directory under the usual umask (0755); the server
+    // tightens it and creates the database files for its user only.
+    let app = TestApp::spawn().await;
+    // A write, so the WAL and its index exist.
+    app.create_user("admin", PASSWORD, &["admin"]);
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&app.data_dir), 0o700, "data directory");
+    for file in ["gongkai.db", "gongkai.db-wal", "gongkai.db-shm"] {
+        assert_eq!(mode(&app.data_dir.join(file)), 0o600, "{file}");
+    }
+}
+
+#[tokio::test]
 async fn health_ready_and_metrics_answer() {
     let app = TestApp::spawn().await;
 

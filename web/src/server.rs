@@ -17,7 +17,7 @@ use crate::viewer::ViewerKey;
 
 /// Runs `gongkai serve` until a shutdown signal.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+    crate::store::private_dir(&settings.data_dir).with_context(|| {
         format!(
             "cannot create data directory {}",
             settings.data_dir.display()

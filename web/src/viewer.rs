@@ -91,6 +91,15 @@ impl Grant {
         }
     }
 
+    /// The longest lifetime a grant of this kind is issued with: one claiming more was
+    /// not issued here (a forged one, with a leaked key), and is refused.
+    pub const fn max_ttl_secs(self) -> u64 {
+        match self {
+            Grant::View => 90 * 24 * 3600,
+            Grant::Publish | Grant::Preview => 12 * 3600,
+        }
+    }
+
     fn domain(self) -> &'static str {
         match self {
             Grant::View => "gongkai-view-token/1",
@@ -151,6 +160,10 @@ impl ViewerKey {
             .map_err(|_| GrantError::Invalid)?;
         if expires <= now_unix {
             return Err(GrantError::Expired);
+        }
+        // A minute of slack for clocks of nodes that differ a little.
+        if expires > now_unix + grant.max_ttl_secs() + 60 {
+            return Err(GrantError::Invalid);
         }
         Ok(())
     }
@@ -286,6 +299,13 @@ mod tests {
         );
         let publish = key.sign_grant(Grant::Publish, "ev1", 1_000);
         assert_eq!(key.verify_grant(Grant::Publish, "ev1", &publish, 0), Ok(()));
+        // Signed with the key but for longer than any grant of its kind is issued (a
+        // forgery with a leaked key): refused.
+        let ten_years = 10 * 365 * 24 * 3600;
+        let forged = key.sign_grant(Grant::Publish, "ev1", 1_000 + ten_years);
+        assert_eq!(key.verify_grant(Grant::Publish, "ev1", &forged, 1_000), invalid);
+        let longest = key.sign_grant(Grant::View, "ev1", 1_000 + Grant::View.max_ttl_secs());
+        assert_eq!(key.verify_grant(Grant::View, "ev1", &longest, 1_000), Ok(()));
         // A later expiry with the old tag is a forgery, not an extension.
         let extended = token.replacen("1000", "9000", 1);
         assert_eq!(key.verify_grant(Grant::View, "ev1", &extended, 0), invalid);

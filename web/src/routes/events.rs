@@ -315,7 +315,7 @@ pub async fn transition(
 
 /// Default and longest lifetime of a WHEP viewer token.
 const VIEWER_TOKEN_TTL_SECS: u64 = 7 * 24 * 3600;
-const VIEWER_TOKEN_MAX_TTL_SECS: u64 = 90 * 24 * 3600;
+const VIEWER_TOKEN_MAX_TTL_SECS: u64 = Grant::View.max_ttl_secs();
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -374,7 +374,7 @@ async fn viewer_token(
 
 /// How long the broadcaster page's publish credential lives (a live session is checked
 /// only when it starts; the page fetches a fresh credential when one is refused).
-const PUBLISH_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
+const PUBLISH_CREDENTIAL_TTL_SECS: u64 = Grant::Publish.max_ttl_secs();
 
 /// A short-lived WHIP credential for the broadcaster page, accepted beside the event's
 /// publish token without rotating it (so OBS keeps its token). Same people as the token.
@@ -401,7 +401,7 @@ async fn publish_credential(
 }
 
 /// How long a staff preview credential lives (checked when a viewer session starts).
-const PREVIEW_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
+const PREVIEW_CREDENTIAL_TTL_SECS: u64 = Grant::Preview.max_ttl_secs();
 
 /// A WHEP credential for the event's staff: they may watch a rehearsal, which the public
 /// may not. Same people as start and end.

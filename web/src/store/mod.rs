@@ -202,12 +202,61 @@ fn normalise_url(url: &str) -> StoreResult<(Backend, String)> {
             ))
         })?;
     }
+    if path != ":memory:" {
+        private_database_files(Path::new(path)).map_err(|e| {
+            StoreError::Setup(format!("cannot protect the database file {path}: {e}"))
+        })?;
+    }
     let query = match query {
         Some(q) if q.contains("mode=") => q.to_owned(),
         Some(q) => format!("{q}&mode=rwc"),
         None => "mode=rwc".to_owned(),
     };
     Ok((Backend::Sqlite, format!("sqlite://{path}?{query}")))
+}
+
+/// Creates `dir` (and its parents) readable by this user only, whatever the umask, and
+/// tightens an existing one that others could read: it holds the database, the keys and
+/// the recordings.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::info!(dir = %dir.display(), "data directory made private (0700)");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The SQLite database file is created 0600 before SQLite opens it (SQLite gives its
+/// `-wal` and `-shm` files the database file's mode); existing ones are tightened. The
+/// database holds the grant key and sessions.
+fn private_database_files(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        match std::fs::metadata(file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch: the one time format stored.

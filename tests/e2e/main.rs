@@ -9,6 +9,7 @@
 mod support;
 
 mod browser_login;
+mod draw_applications;
 mod draw_ceremony;
 mod draw_cli;
 mod draw_pages;

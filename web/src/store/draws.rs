@@ -2,7 +2,10 @@
 //!
 //! Every lifecycle step is one transaction that also writes its audit entry, and is
 //! conditional on the state it starts from (`WHERE state = $from`): two organisers
-//! pressing the same button produce one step, the other sees `StepRaced`.
+//! pressing the same button produce one step, the other sees `StepRaced`. Writes to
+//! applications begin by taking the draw's row on condition that it is `open`
+//! ([`lock_open_draw`]), so they and the close come out in one order on both databases:
+//! nothing is written to an application once the close has committed.
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -92,7 +95,7 @@ impl Store {
     ) -> StoreResult<DrawRow> {
         let setup_json = serde_json::to_string(setup)
             .map_err(|e| StoreError::Setup(format!("draw setup: {e}")))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO draws (id, title, event_id, state, setup, round, played, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, 'draft', $4, 1, 0, $5, $6, $6)",
@@ -132,7 +135,7 @@ impl Store {
     ) -> StoreResult<bool> {
         let setup_json = serde_json::to_string(setup)
             .map_err(|e| StoreError::Setup(format!("draw setup: {e}")))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE draws SET title = $1, event_id = $2, setup = $3, updated_at = $4 WHERE id = $5 AND state = 'draft'",
         )
@@ -194,7 +197,7 @@ impl Store {
         detail: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE draws SET state = $1, updated_at = $2,
                announcement = COALESCE($3, announcement),
@@ -247,7 +250,7 @@ impl Store {
         detail: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let round = draw.round + 1;
         let done = sqlx::query(
             "UPDATE draws SET state = 'closed', round = $1, announcement = NULL, announcement_hash = NULL,
@@ -341,7 +344,7 @@ impl Store {
         detail: &str,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         audit(&mut tx, id, actor, action, detail, now).await?;
         tx.commit().await?;
         Ok(())
@@ -360,8 +363,8 @@ impl Store {
         action: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        if !draw_is_open(&mut tx, draw_id).await? {
+        let mut tx = self.begin_write().await?;
+        if !lock_open_draw(&mut tx, draw_id).await? {
             return Ok(false);
         }
         for a in applications {
@@ -483,8 +486,8 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        if !draw_is_open(&mut tx, draw_id).await? {
+        let mut tx = self.begin_write().await?;
+        if !lock_open_draw(&mut tx, draw_id).await? {
             return Ok(false);
         }
         for app in apps {
@@ -519,8 +522,8 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        if !draw_is_open(&mut tx, draw_id).await? {
+        let mut tx = self.begin_write().await?;
+        if !lock_open_draw(&mut tx, draw_id).await? {
             return Ok(false);
         }
         for app in apps {
@@ -632,7 +635,7 @@ impl Store {
         (actor, action, detail): (&str, &str, &str),
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(sql)
             .bind(value)
             .bind(draw_id)
@@ -670,12 +673,21 @@ impl Store {
     }
 }
 
-async fn draw_is_open(tx: &mut Transaction<'_, Any>, draw_id: &str) -> StoreResult<bool> {
-    let state: Option<String> = sqlx::query_scalar("SELECT state FROM draws WHERE id = $1")
-        .bind(draw_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(state.as_deref() == Some("open"))
+/// The state check of an application write, as a write: takes the draw's row for the rest
+/// of the transaction if, and only if, the draw is `open`. On PostgreSQL the row lock makes
+/// a concurrent step (`UPDATE draws ... WHERE state = 'open'`, the close) wait for this
+/// transaction and then see its writes, or makes this one wait for the close and then find
+/// the draw closed; a plain `SELECT state` would let an application commit after the close.
+/// On SQLite the transaction already holds the write lock ([`Store::begin_write`]).
+/// `updated_at` is left as it is: an application does not change the draw.
+async fn lock_open_draw(tx: &mut Transaction<'_, Any>, draw_id: &str) -> StoreResult<bool> {
+    let done =
+        sqlx::query("UPDATE draws SET updated_at = updated_at WHERE id = $1 AND state = 'open'")
+            .bind(draw_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    Ok(done == 1)
 }
 
 async fn write_witnesses(

@@ -18,7 +18,7 @@ impl Store {
         created_by: &str,
         now: i64,
     ) -> StoreResult<Event> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO events (id, kind, title, topic, summary, scheduled_start, scheduled_end, form, visibility, status, follow_publisher, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'scheduled', $10, $11, $12, $12)",
@@ -51,7 +51,7 @@ impl Store {
         draft: &EventDraft,
         now: i64,
     ) -> StoreResult<Event> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE events SET kind = $1, title = $2, topic = $3, summary = $4, scheduled_start = $5, scheduled_end = $6,
              form = $7, visibility = $8, follow_publisher = $9, updated_at = $10 WHERE id = $11",

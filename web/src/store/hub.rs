@@ -250,7 +250,7 @@ impl Store {
         entries: &[Entry],
     ) -> StoreResult<()> {
         let id = event_id.as_str();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut last_seq = None;
         for entry in entries {
             apply_entry(&mut tx, id, entry).await?;
@@ -284,7 +284,7 @@ impl Store {
         let id = event_id.as_str();
         let minute = signed(sample.at.0 - sample.at.0 % 60_000);
         let counts = sample.counts;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO viewer_samples (event_id, minute, current, peak, cumulative)
              VALUES ($1, $2, $3, $4, $5)
@@ -322,7 +322,7 @@ impl Store {
         now_ms: i64,
     ) -> StoreResult<OfflineAnswer> {
         let id = event_id.as_str();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE questions SET answer = $3, answered_by = $4, answered_at = $5, answered_live = 0
              WHERE event_id = $1 AND id = $2 AND deleted_at IS NULL",

@@ -5,6 +5,12 @@
 //! layer relies on. Schema differences live only in `migrations/sqlite` and
 //! `migrations/postgres`, embedded into the binary and applied at start.
 //!
+//! Every transaction that writes is opened with [`Store::begin_write`], which on SQLite
+//! begins as a writer (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
+//! writes cannot wait for SQLite's write lock (the upgrade fails at once with "database
+//! is locked", `busy_timeout` does not apply), while one that takes the lock at `BEGIN`
+//! waits its turn.
+//!
 //! # Layout
 //! - `users`: staff accounts and roles
 //! - `sessions`: login sessions (only hashes of session tokens are stored)
@@ -31,7 +37,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Connection, Executor};
+use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 pub use audit::AuditEntry;
 pub use draws::{DrawAuditEntry, DrawRow, StepWrite, StoredApplication, WitnessRow};
@@ -128,6 +134,18 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the database's write lock
+    /// at once (`BEGIN IMMEDIATE`), waiting up to `busy_timeout` for another writer to
+    /// finish, so no statement inside can fail with "database is locked"; writers queue
+    /// instead of failing. On PostgreSQL a plain `BEGIN` (row locks do the queueing).
+    /// Dropping the transaction without committing rolls it back, as with `begin`.
+    pub(crate) async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     /// `SELECT 1` through the pool: what `/readyz` means by "database reachable".

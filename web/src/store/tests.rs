@@ -52,9 +52,103 @@ both_backends!(
     unknown_staff_leaves_no_half_written_event,
     draw_steps_are_conditional_and_audited,
     draw_applications_are_all_or_nothing,
+    opening_day_applications_race_a_close,
     playout_lease_goes_to_one_node,
     recordings_are_listed_in_order_and_finished_in_place,
 );
+
+/// PostgreSQL only (it watches `pg_stat_activity`): an import that has checked the draw
+/// is open and is still writing when the organiser closes. Another transaction holds back
+/// the import's last row (same child, not yet committed); the close is sent once the import
+/// waits on it, and that row is released once the close has finished or waits itself. The
+/// import and the close must come out in one order: either the import is refused, or it
+/// is stored and audited before the close.
+#[tokio::test]
+async fn postgres_close_races_an_import() {
+    use crate::domain::draw::DrawState::*;
+    let t = TestStore::postgres().await;
+    let store = t.store.clone();
+    store
+        .create_draw("d-1", "派位", None, &draw_setup(), "org", 1)
+        .await
+        .unwrap();
+    store
+        .draw_step("d-1", (Draft, Open), StepWrite::default(), "org", "", 2)
+        .await
+        .unwrap();
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO draw_applications (draw_id, app, child_key, sealed, choices, grp, created_at, updated_at)
+         VALUES ('d-1', 'HHHHHHHHHH', 'k-last', 's', '[]', '', 3, 3)",
+    )
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let lock_waiters = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(t.store.pool())
+        .await
+        .unwrap()
+    };
+    let batch: Vec<StoredApplication> = (0..50)
+        .map(|i| stored(&format!("I{i:09}"), &format!("k-{i}")))
+        .chain([stored("ILASTLASTL", "k-last")])
+        .collect();
+    let import = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .insert_applications("d-1", &batch, "org", "application.import", 4)
+                .await
+        }
+    });
+    let mut polls = 0;
+    while lock_waiters().await < 1 {
+        polls += 1;
+        assert!(polls < 3000, "the import never waited for the held row");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let close = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .draw_step("d-1", (Open, Closed), StepWrite::default(), "org", "", 5)
+                .await
+        }
+    });
+    let mut polls = 0;
+    while !close.is_finished() && lock_waiters().await < 2 {
+        polls += 1;
+        assert!(polls < 3000, "the close neither finished nor waited");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    holder.rollback().await.unwrap();
+    let imported = import.await.unwrap().unwrap();
+    assert!(close.await.unwrap().unwrap(), "the close went through");
+
+    let count = store.application_count("d-1").await.unwrap();
+    let actions: Vec<String> = store
+        .draw_audit("d-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    if imported {
+        assert_eq!(count, 51);
+        assert_eq!(
+            actions[actions.len() - 2..],
+            ["application.import", "draw.closed"],
+            "the import was stored after the close"
+        );
+    } else {
+        assert_eq!(count, 0, "a refused import leaves nothing");
+        assert_eq!(actions.last().map(String::as_str), Some("draw.closed"));
+    }
+    t.cleanup().await;
+}
 
 async fn playout_lease_goes_to_one_node(store: &Store) {
     use crate::domain::draw::DrawState::*;
@@ -303,6 +397,215 @@ async fn draw_applications_are_all_or_nothing(store: &Store) {
             .unwrap()
     );
     assert_eq!(store.application_count("d-1").await.unwrap(), 0);
+}
+
+/// Opening day: 200 applications from 20 parents at once (each parent's next one sent
+/// when the last is answered), 8 at once for one child, corrections and withdrawals, and
+/// the organiser closing once half of them are answered. Nothing fails with a database
+/// error, every accepted application is stored, nothing is accepted once the close has
+/// been answered, and no application write is audited after the close.
+async fn opening_day_applications_race_a_close(store: &Store) {
+    use crate::domain::draw::DrawState::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+    const PARENTS: usize = 20;
+    const EACH: usize = 10;
+    store
+        .create_draw("d-1", "派位", None, &draw_setup(), "org", 1)
+        .await
+        .unwrap();
+    store
+        .draw_step("d-1", (Draft, Open), StepWrite::default(), "org", "", 2)
+        .await
+        .unwrap();
+    let seeded: Vec<String> = (0..20).map(|i| format!("S{i:09}")).collect();
+    let seed: Vec<StoredApplication> = seeded
+        .iter()
+        .enumerate()
+        .map(|(i, app)| stored(app, &format!("seed-{i}")))
+        .collect();
+    assert!(
+        store
+            .insert_applications("d-1", &seed, "org", "application.import", 3)
+            .await
+            .unwrap()
+    );
+
+    #[derive(Debug)]
+    enum Outcome {
+        Stored(String),
+        Refused,
+        Duplicate,
+    }
+    let closed = AtomicBool::new(false);
+    let answered = AtomicUsize::new(0);
+    let half = tokio::sync::Notify::new();
+    let errors = std::sync::Mutex::new(Vec::<String>::new());
+    let half_way = || {
+        if answered.fetch_add(1, SeqCst) + 1 == PARENTS * EACH / 2 {
+            half.notify_one();
+        }
+    };
+    // One parent applying for `EACH` children, one after another.
+    let parent = |p: usize| {
+        let (closed, errors, half_way) = (&closed, &errors, &half_way);
+        async move {
+            let mut outcomes = Vec::new();
+            for c in 0..EACH {
+                let app = format!("A{p:04}{c:05}");
+                let after_close = closed.load(SeqCst);
+                let result = store
+                    .insert_applications(
+                        "d-1",
+                        &[stored(&app, &format!("k-{p}-{c}"))],
+                        "parent",
+                        "application.create",
+                        10,
+                    )
+                    .await;
+                half_way();
+                match result {
+                    Ok(true) => {
+                        assert!(!after_close, "{app} was stored after the close");
+                        outcomes.push(Outcome::Stored(app));
+                    }
+                    Ok(false) => outcomes.push(Outcome::Refused),
+                    Err(e) => errors.lock().unwrap().push(format!("apply {app}: {e}")),
+                }
+            }
+            outcomes
+        }
+    };
+    // Eight tabs applying for the same child.
+    let same_child = |i: usize| {
+        let errors = &errors;
+        async move {
+            let app = format!("T{i:09}");
+            match store
+                .insert_applications(
+                    "d-1",
+                    &[stored(&app, "k-same")],
+                    "parent",
+                    "application.create",
+                    10,
+                )
+                .await
+            {
+                Ok(true) => Some(Outcome::Stored(app)),
+                Ok(false) => Some(Outcome::Refused),
+                Err(StoreError::Conflict(_)) => Some(Outcome::Duplicate),
+                Err(e) => {
+                    errors.lock().unwrap().push(format!("same child: {e}"));
+                    None
+                }
+            }
+        }
+    };
+    // Parents correcting and withdrawing the seeded applications meanwhile.
+    let changes = || {
+        let (closed, errors, seeded) = (&closed, &errors, &seeded);
+        async move {
+            let mut withdrawn = Vec::new();
+            for (i, app) in seeded.iter().enumerate() {
+                let after_close = closed.load(SeqCst);
+                let apps = std::slice::from_ref(app);
+                let result = if i % 2 == 0 {
+                    store
+                        .update_application_choices("d-1", apps, "[]", "parent", 10)
+                        .await
+                } else {
+                    store.delete_applications("d-1", apps, "parent", 10).await
+                };
+                match result {
+                    Ok(true) => {
+                        assert!(!after_close, "{app} was changed after the close");
+                        if i % 2 == 1 {
+                            withdrawn.push(app.clone());
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => errors.lock().unwrap().push(format!("change {app}: {e}")),
+                }
+            }
+            withdrawn
+        }
+    };
+    let close = async {
+        half.notified().await;
+        let done = store
+            .draw_step("d-1", (Open, Closed), StepWrite::default(), "org", "", 20)
+            .await;
+        closed.store(true, SeqCst);
+        done
+    };
+
+    let (parents, same, withdrawn, close) = tokio::join!(
+        futures::future::join_all((0..PARENTS).map(parent)),
+        futures::future::join_all((0..8).map(same_child)),
+        changes(),
+        close,
+    );
+    let errors = errors.into_inner().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} of {} writes failed, e.g. {:?}",
+        errors.len(),
+        PARENTS * EACH + 8 + seeded.len(),
+        &errors[..errors.len().min(3)]
+    );
+    assert!(close.unwrap(), "the close went through");
+
+    let stored_app = |o: &Outcome| match o {
+        Outcome::Stored(app) => Some(app.clone()),
+        Outcome::Refused | Outcome::Duplicate => None,
+    };
+    let parents: Vec<Outcome> = parents.into_iter().flatten().collect();
+    let same: Vec<Outcome> = same.into_iter().flatten().collect();
+    let mut accepted: Vec<String> = parents.iter().filter_map(stored_app).collect();
+    assert!(
+        accepted.len() >= PARENTS * EACH / 2,
+        "the close came once half of the applications were answered: {} stored",
+        accepted.len()
+    );
+    let same_stored: Vec<String> = same.iter().filter_map(stored_app).collect();
+    assert!(
+        same_stored.len() <= 1
+            && same
+                .iter()
+                .all(|o| same_stored.len() == 1 || !matches!(o, Outcome::Duplicate)),
+        "one child, one application: {same:?}"
+    );
+    accepted.extend(same_stored);
+    accepted.extend(
+        seeded
+            .iter()
+            .filter(|app| !withdrawn.contains(app))
+            .cloned(),
+    );
+    accepted.sort();
+    let in_store: Vec<String> = store
+        .applications("d-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.app)
+        .collect();
+    assert_eq!(
+        in_store, accepted,
+        "exactly the accepted applications are stored"
+    );
+
+    let audit = store.draw_audit("d-1").await.unwrap();
+    let close_at = audit
+        .iter()
+        .position(|e| e.action == "draw.closed")
+        .unwrap();
+    let late: Vec<&str> = audit[close_at..]
+        .iter()
+        .filter(|e| e.action.starts_with("application."))
+        .map(|e| e.action.as_str())
+        .collect();
+    assert!(late.is_empty(), "written after the close: {late:?}");
 }
 
 async fn users_roundtrip_with_roles(store: &Store) {

@@ -29,7 +29,7 @@ impl Store {
         roles: &[Role],
         now: i64,
     ) -> StoreResult<StaffUser> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (username, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
         )
@@ -128,7 +128,7 @@ impl Store {
         password_hash: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let id: Option<i64> = sqlx::query_scalar(
             "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3 RETURNING id",
         )
@@ -148,7 +148,7 @@ impl Store {
 
     /// Replaces the user's roles. Returns false when there is no such user.
     pub async fn set_roles(&self, username: &str, roles: &[Role], now: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let id: Option<i64> =
             sqlx::query_scalar("UPDATE users SET updated_at = $1 WHERE username = $2 RETURNING id")
                 .bind(now)

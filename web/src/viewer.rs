@@ -303,9 +303,15 @@ mod tests {
         // forgery with a leaked key): refused.
         let ten_years = 10 * 365 * 24 * 3600;
         let forged = key.sign_grant(Grant::Publish, "ev1", 1_000 + ten_years);
-        assert_eq!(key.verify_grant(Grant::Publish, "ev1", &forged, 1_000), invalid);
+        assert_eq!(
+            key.verify_grant(Grant::Publish, "ev1", &forged, 1_000),
+            invalid
+        );
         let longest = key.sign_grant(Grant::View, "ev1", 1_000 + Grant::View.max_ttl_secs());
-        assert_eq!(key.verify_grant(Grant::View, "ev1", &longest, 1_000), Ok(()));
+        assert_eq!(
+            key.verify_grant(Grant::View, "ev1", &longest, 1_000),
+            Ok(())
+        );
         // A later expiry with the old tag is a forgery, not an extension.
         let extended = token.replacen("1000", "9000", 1);
         assert_eq!(key.verify_grant(Grant::View, "ev1", &extended, 0), invalid);

@@ -18,7 +18,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;
 use streaming::hub::{
-    CLOSE_POLICY, ClientMessage, ConnId, RateLimit, StaffRole, TokenBucket, Viewer, parse_client_frame,
+    CLOSE_POLICY, ClientMessage, ConnId, RateLimit, StaffRole, TokenBucket, Viewer,
+    parse_client_frame,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::sync::{mpsc, oneshot};

@@ -89,7 +89,7 @@ pub use queue::{
 pub use replay::{Replay, ReplayBuffer};
 pub use room::{Effect, Input, Room, RoomConfig, RoomSeed, ViewerSample};
 pub use state::{AnswerRecord, ChatRecord, QuestionRecord};
-pub use text::{SensitiveMode, SensitiveWords, clean, clean_message, clean_nickname};
+pub use text::{SensitiveMode, SensitiveWords, clean, clean_message, clean_nickname, fold};
 
 /// Milliseconds since the UNIX epoch. The room's only notion of time; the shell passes it.
 #[derive(

@@ -5,18 +5,29 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 
 use super::{ErrorCode, HubError};
 
-/// Removes control characters (C0, C1, DEL) and bidirectional overrides (which let a
-/// message render reversed or spoof another's text), then trims surrounding whitespace.
-/// Newlines and tabs become spaces: chat is one line.
+/// Removes control characters (C0, C1, DEL), bidirectional overrides (which let a
+/// message render reversed or spoof another's text) and invisible format characters
+/// (zero-width spaces, soft hyphens, word joiners: they hide words from the sensitive
+/// list and make empty-looking messages), then trims surrounding whitespace. A
+/// zero-width joiner stays between two emoji, where it joins them into one. Newlines and
+/// tabs become spaces: chat is one line.
 pub fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         if matches!(c, '\n' | '\r' | '\t') {
             out.push(' ');
-        } else if !(c.is_control() || is_bidi_control(c)) {
+        } else if c == '\u{200D}' {
+            let joins_emoji = out.chars().next_back().is_some_and(is_emoji)
+                && chars.peek().copied().is_some_and(is_emoji);
+            if joins_emoji {
+                out.push(c);
+            }
+        } else if !(c.is_control() || is_bidi_control(c) || is_invisible(c)) {
             out.push(c);
         }
     }
@@ -26,6 +37,43 @@ pub fn clean(text: &str) -> String {
     } else {
         trimmed.to_owned()
     }
+}
+
+/// Format characters and fillers that render as nothing (Unicode general category Cf
+/// and the Hangul fillers), beside the bidi controls above.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}'
+        | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}'
+        | '\u{200B}' | '\u{200C}' | '\u{2060}'..='\u{2064}' | '\u{206A}'..='\u{206F}'
+        | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
+/// Pictographs a zero-width joiner may join (family, profession and flag sequences).
+fn is_emoji(c: char) -> bool {
+    matches!(c, '\u{2600}'..='\u{27BF}' | '\u{1F000}'..='\u{1FAFF}' | '\u{FE0F}')
+}
+
+/// The form text is compared in: NFKC (fullwidth letters and digits become ASCII,
+/// compatibility forms their plain letters), lower case, nothing invisible. Used for the
+/// sensitive-word list and for reserved nicknames.
+pub fn fold(text: &str) -> String {
+    folded_chars(text).map(|(c, _)| c).collect()
+}
+
+/// Each folded character with the byte range of the character of `text` it came from.
+fn folded_chars(text: &str) -> impl Iterator<Item = (char, std::ops::Range<usize>)> + '_ {
+    text.char_indices()
+        .filter(|(_, c)| !(is_invisible(*c) || is_bidi_control(*c) || *c == '\u{200D}'))
+        .flat_map(|(at, c)| {
+            let range = at..at + c.len_utf8();
+            std::iter::once(c)
+                .nfkc()
+                .flat_map(char::to_lowercase)
+                .map(move |folded| (folded, range.clone()))
+        })
 }
 
 fn is_bidi_control(c: char) -> bool {
@@ -87,7 +135,7 @@ impl SensitiveWords {
     {
         let words: Vec<String> = words
             .into_iter()
-            .map(|w| w.as_ref().trim().to_owned())
+            .map(|w| fold(w.as_ref().trim()))
             .filter(|w| !w.is_empty())
             .collect();
         if words.is_empty() {
@@ -121,27 +169,37 @@ impl SensitiveWords {
         self.mode
     }
 
-    /// Applies the list: the text unchanged, masked, or `Err(SensitiveWord)`.
+    /// Applies the list: the text unchanged, masked, or `Err(SensitiveWord)`. Words match
+    /// the folded text ([`fold`]: fullwidth, case and invisible characters make no
+    /// difference); masking stars the characters of `text` a match came from.
     pub fn apply(&self, text: String) -> Result<String, ErrorCode> {
         let Some(automaton) = &self.automaton else {
             return Ok(text);
         };
-        let mut matches = automaton.find_iter(&text).peekable();
+        let mut folded = String::with_capacity(text.len());
+        // For each byte of `folded`, the range of `text` its character came from.
+        let mut origin = Vec::with_capacity(text.len());
+        for (c, range) in folded_chars(&text) {
+            folded.push(c);
+            origin.extend(std::iter::repeat_n(range, c.len_utf8()));
+        }
+        let mut matches = automaton.find_iter(&folded).peekable();
         if matches.peek().is_none() {
             return Ok(text);
         }
         if self.mode == SensitiveMode::Reject {
             return Err(ErrorCode::SensitiveWord);
         }
-        let mut out = String::with_capacity(text.len());
-        let mut last = 0;
+        let mut masked = vec![false; text.len()];
         for m in matches {
-            out.push_str(&text[last..m.start()]);
-            out.extend(text[m.start()..m.end()].chars().map(|_| '*'));
-            last = m.end();
+            for range in &origin[m.start()..m.end()] {
+                masked[range.start] = true;
+            }
         }
-        out.push_str(&text[last..]);
-        Ok(out)
+        Ok(text
+            .char_indices()
+            .map(|(at, c)| if masked[at] { '*' } else { c })
+            .collect())
     }
 }
 
@@ -158,6 +216,7 @@ mod tests {
             "HTML stays text; pages escape"
         );
         assert_eq!(clean("👨\u{200D}👩"), "👨\u{200D}👩", "ZWJ emoji survive");
+        assert_eq!(clean("a\u{200D}b\u{200B}c\u{FEFF}\u{2060}"), "abc");
     }
 
     #[test]
@@ -169,6 +228,11 @@ mod tests {
             Err(ErrorCode::TooLong)
         );
         assert_eq!(clean_message(" \u{1}\t ", 500), Err(ErrorCode::Empty));
+        // Only invisible characters: nothing to show, refused.
+        assert_eq!(
+            clean_message("\u{200B}\u{2060}\u{00AD} \u{FEFF}", 500),
+            Err(ErrorCode::Empty)
+        );
     }
 
     #[test]
@@ -189,6 +253,25 @@ mod tests {
         let reject = SensitiveWords::parse(list, SensitiveMode::Reject).unwrap();
         assert_eq!(reject.apply("坏词".into()), Err(ErrorCode::SensitiveWord));
         assert_eq!(reject.apply("fine".into()).unwrap(), "fine");
+        // Invisible characters, fullwidth forms and case hide nothing.
+        for disguised in [
+            "坏\u{200B}词",
+            "坏\u{00AD}词",
+            "bad\u{200B}word",
+            "ｂａｄｗｏｒｄ",
+            "ＢａＤ\u{2060}word",
+        ] {
+            assert_eq!(
+                reject.apply(clean(disguised)),
+                Err(ErrorCode::SensitiveWord),
+                "{disguised:?}"
+            );
+        }
+        assert_eq!(
+            mask.apply(clean("说ｂａｄｗｏｒｄ了")).unwrap(),
+            "说*******了"
+        );
+        assert_eq!(mask.apply("坏\u{200B}词".into()).unwrap(), "*\u{200B}*");
         let empty = SensitiveWords::parse("", SensitiveMode::Reject).unwrap();
         assert_eq!(empty.apply("坏词".into()).unwrap(), "坏词");
     }

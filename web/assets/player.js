@@ -244,6 +244,9 @@
         return;
       }
       if (key === "connecting" && everPlayed) { show("reconnecting"); return; }
+      // 503: live, but nobody publishes (the socket's media.state may still be on its
+      // way): after a picture that is a pause; the player asks again when told to.
+      if (key === "waiting" && everPlayed) { show("paused"); return; }
       if (key === "playing" && live.publishing === false) { show("paused"); return; }
       show(key);
     },

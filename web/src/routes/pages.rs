@@ -149,21 +149,6 @@ fn event_times(event: &Event, lang: Lang) -> (String, String) {
     )
 }
 
-/// How long after its end a manager may reopen an event (`[events] reopen_window_secs`
-/// on the server; the page only decides whether to offer the button).
-const REOPEN_WINDOW_MS: i64 = 15 * 60 * 1000;
-
-/// Until when (Unix ms) an ended event may still be reopened; `None` when it may not.
-// TODO(issue 14): use `crate::routes::events::reopen_deadline_ms` once the backend has it.
-fn reopen_deadline_ms(_state: &AppState, event: &Event) -> Option<i64> {
-    if event.status != EventStatus::Ended {
-        return None;
-    }
-    let ended = chrono::DateTime::parse_from_rfc3339(event.ended_at.as_deref()?).ok()?;
-    let deadline = ended.timestamp_millis() + REOPEN_WINDOW_MS;
-    (chrono::Utc::now().timestamp_millis() < deadline).then_some(deadline)
-}
-
 /// The draw a `draw` event carries live (its latest public one), for the play-out beside
 /// the video and the record's links to the results.
 async fn event_draw(state: &AppState, event: &Event) -> Result<Option<minijinja::Value>, ApiError> {
@@ -283,7 +268,7 @@ async fn staff_event(
     }
     let can_manage = super::events::may_manage(&caller, event.kind).is_ok();
     let reopen_deadline_ms = if can_manage {
-        reopen_deadline_ms(&state, &event)
+        super::events::reopen_deadline_ms(&state, &event)
     } else {
         None
     };
@@ -293,6 +278,7 @@ async fn staff_event(
     let ctx = context! {
         user, csrf_token, event => event_ctx(&event), can_manage,
         reopen_deadline_ms, reopen_until, start_text, end_text,
+        reopen_minutes => state.settings.events.reopen_window_secs / 60,
     };
     (
         jar,

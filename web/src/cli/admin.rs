@@ -10,7 +10,7 @@ use crate::auth::{
     Role, hash_password, new_api_token, secret_hash, validate_password, validate_username,
 };
 use crate::config::Settings;
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{ApiTokens, Store, StoreError, now_ms};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AdminCommand {
@@ -88,29 +88,36 @@ async fn run_with(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::ResetPassword { username } => {
             let password = read_password()?;
             let hash = hash_password(&password)?;
-            if !store.set_password(&username, &hash, now_ms()).await? {
+            let Some(revoked) = store
+                .set_password(&username, &hash, ApiTokens::Revoke, now_ms())
+                .await?
+            else {
                 bail!("--username: no user `{username}`");
-            }
+            };
             store
                 .audit(
                     "cli",
                     "user.reset_password",
-                    &serde_json::json!({"username": username}).to_string(),
+                    &serde_json::json!({"username": username, "tokens_revoked": revoked})
+                        .to_string(),
                     now_ms(),
                 )
                 .await?;
-            println!("password of {username} changed; their sessions were ended");
+            println!(
+                "password of {username} changed; their sessions were ended and {revoked} API token(s) revoked"
+            );
             Ok(())
         }
         AdminCommand::SetRoles { username, roles } => {
-            if !store.set_roles(&username, &roles, now_ms()).await? {
+            let Some(revoked) = store.set_roles(&username, &roles, now_ms()).await? else {
                 bail!("--username: no user `{username}`");
-            }
+            };
             store
                 .audit(
                     "cli",
                     "user.roles",
-                    &serde_json::json!({"username": username, "roles": roles}).to_string(),
+                    &serde_json::json!({"username": username, "roles": roles, "tokens_revoked": revoked})
+                        .to_string(),
                     now_ms(),
                 )
                 .await?;

@@ -17,7 +17,7 @@ use crate::auth::{
 };
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::store::{ApiTokens, now_ms};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -100,7 +100,10 @@ async fn change_password(
     }
     let hash = hash_password_off_thread(body.new_password).await?;
     let now = now_ms();
-    state.store.set_password(&username, &hash, now).await?;
+    state
+        .store
+        .set_password(&username, &hash, ApiTokens::Keep, now)
+        .await?;
     state
         .store
         .audit(&username, "user.change_password", "{}", now)

@@ -13,7 +13,7 @@ use super::extract::ApiJson;
 use crate::auth::{Caller, Role, hash_password_off_thread, validate_password, validate_username};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::now_ms;
+use crate::store::{ApiTokens, now_ms};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -91,15 +91,16 @@ async fn set_roles(
         ));
     }
     let now = now_ms();
-    if !state.store.set_roles(&username, &body.roles, now).await? {
+    let Some(revoked) = state.store.set_roles(&username, &body.roles, now).await? else {
         return Err(ApiError::NotFound("user".into()));
-    }
+    };
     state
         .store
         .audit(
             &caller.user.username,
             "user.roles",
-            &json!({"username": username, "roles": body.roles}).to_string(),
+            &json!({"username": username, "roles": body.roles, "tokens_revoked": revoked})
+                .to_string(),
             now,
         )
         .await?;
@@ -118,15 +119,19 @@ async fn reset_password(
     validate_password(&body.password).map_err(|m| ApiError::validation("password", m))?;
     let hash = hash_password_off_thread(body.password).await?;
     let now = now_ms();
-    if !state.store.set_password(&username, &hash, now).await? {
+    let Some(revoked) = state
+        .store
+        .set_password(&username, &hash, ApiTokens::Revoke, now)
+        .await?
+    else {
         return Err(ApiError::NotFound("user".into()));
-    }
+    };
     state
         .store
         .audit(
             &caller.user.username,
             "user.reset_password",
-            &json!({"username": username}).to_string(),
+            &json!({"username": username, "tokens_revoked": revoked}).to_string(),
             now,
         )
         .await?;

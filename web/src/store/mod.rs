@@ -44,7 +44,7 @@ pub use draws::{DrawAuditEntry, DrawRow, StepWrite, StoredApplication, WitnessRo
 pub use hub::{EventRecord, OfflineAnswer, RecordChat, RecordQuestion, ViewerSample, role_name};
 pub use recordings::Recording;
 pub use tokens::ApiTokenInfo;
-pub use users::StaffUser;
+pub use users::{ApiTokens, StaffUser};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");

@@ -44,6 +44,7 @@ both_backends!(
     users_roundtrip_with_roles,
     duplicate_username_is_a_conflict,
     password_reset_ends_sessions,
+    removing_every_role_revokes_sessions_and_tokens,
     sessions_expire,
     tokens_are_revocable_and_hashed,
     audit_log_keeps_order,
@@ -623,21 +624,23 @@ async fn users_roundtrip_with_roles(store: &Store) {
     assert_eq!(found, user);
     assert_eq!(hash, "hash");
     assert!(store.user_with_password("bob").await.unwrap().is_none());
-    assert!(
+    assert_eq!(
         store
             .set_roles("alice", &[Role::Moderator], 2)
             .await
-            .unwrap()
+            .unwrap(),
+        Some(0)
     );
     assert_eq!(
         store.user_by_id(user.id).await.unwrap().unwrap().roles,
         vec![Role::Moderator]
     );
-    assert!(
-        !store
+    assert_eq!(
+        store
             .set_roles("nobody", &[Role::Moderator], 2)
             .await
-            .unwrap()
+            .unwrap(),
+        None
     );
     assert_eq!(store.list_users().await.unwrap().len(), 1);
 }
@@ -667,10 +670,56 @@ async fn password_reset_ends_sessions(store: &Store) {
         .create_session("s1", user.id, "c1", 1, 1_000)
         .await
         .unwrap();
+    store.create_token(user.id, "ci", "t1", 1).await.unwrap();
     assert!(store.session("s1", 2).await.unwrap().is_some());
-    assert!(store.set_password("alice", "h2", 3).await.unwrap());
+    // The user's own change keeps the API tokens they made.
+    assert_eq!(
+        store
+            .set_password("alice", "h2", ApiTokens::Keep, 3)
+            .await
+            .unwrap(),
+        Some(0)
+    );
     assert!(store.session("s1", 4).await.unwrap().is_none());
-    assert!(!store.set_password("nobody", "h", 3).await.unwrap());
+    assert!(store.token_user("t1", 4).await.unwrap().is_some());
+    // An administrator's reset revokes them.
+    assert_eq!(
+        store
+            .set_password("alice", "h3", ApiTokens::Revoke, 5)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert!(store.token_user("t1", 6).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .set_password("nobody", "h", ApiTokens::Revoke, 3)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn removing_every_role_revokes_sessions_and_tokens(store: &Store) {
+    let user = store
+        .create_user("bob", "h", &[Role::Moderator], 1)
+        .await
+        .unwrap();
+    store
+        .create_session("s1", user.id, "c1", 1, 1_000)
+        .await
+        .unwrap();
+    store.create_token(user.id, "obs", "t1", 1).await.unwrap();
+    // Fewer roles: the token stays (it carries the user's roles at each use).
+    store
+        .set_roles("bob", &[Role::Broadcaster], 2)
+        .await
+        .unwrap();
+    assert!(store.token_user("t1", 3).await.unwrap().is_some());
+    // No role at all: nothing of the account works any more.
+    assert_eq!(store.set_roles("bob", &[], 4).await.unwrap(), Some(1));
+    assert!(store.token_user("t1", 5).await.unwrap().is_none());
+    assert!(store.session("s1", 5).await.unwrap().is_none());
 }
 
 async fn sessions_expire(store: &Store) {

@@ -120,14 +120,17 @@ impl Store {
         Ok(users)
     }
 
-    /// Replaces the password and ends every session of the user. Returns false when
-    /// there is no such user.
+    /// Replaces the password and ends every session of the user; with
+    /// [`ApiTokens::Revoke`] (an administrator's reset: whoever held the account may have
+    /// minted tokens) also revokes every API token. `None` when there is no such user,
+    /// else how many tokens were revoked.
     pub async fn set_password(
         &self,
         username: &str,
         password_hash: &str,
+        tokens: ApiTokens,
         now: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<u64>> {
         let mut tx = self.begin_write().await?;
         let id: Option<i64> = sqlx::query_scalar(
             "UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3 RETURNING id",
@@ -137,17 +140,28 @@ impl Store {
         .bind(username)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(id) = id else { return Ok(false) };
+        let Some(id) = id else { return Ok(None) };
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        let revoked = match tokens {
+            ApiTokens::Keep => 0,
+            ApiTokens::Revoke => revoke_tokens(&mut tx, id, now).await?,
+        };
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(revoked))
     }
 
-    /// Replaces the user's roles. Returns false when there is no such user.
-    pub async fn set_roles(&self, username: &str, roles: &[Role], now: i64) -> StoreResult<bool> {
+    /// Replaces the user's roles; taking every role away also ends the user's sessions
+    /// and revokes their API tokens (an account with no role must hold no credential).
+    /// `None` when there is no such user, else how many tokens were revoked.
+    pub async fn set_roles(
+        &self,
+        username: &str,
+        roles: &[Role],
+        now: i64,
+    ) -> StoreResult<Option<u64>> {
         let mut tx = self.begin_write().await?;
         let id: Option<i64> =
             sqlx::query_scalar("UPDATE users SET updated_at = $1 WHERE username = $2 RETURNING id")
@@ -155,7 +169,7 @@ impl Store {
                 .bind(username)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(id) = id else { return Ok(false) };
+        let Some(id) = id else { return Ok(None) };
         sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -170,8 +184,16 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        let mut revoked = 0;
+        if roles.is_empty() {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            revoked = revoke_tokens(&mut tx, id, now).await?;
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(revoked))
     }
 
     async fn roles_of(&self, user_id: i64) -> StoreResult<Vec<Role>> {
@@ -185,4 +207,28 @@ impl Store {
         roles.sort();
         Ok(roles)
     }
+}
+
+/// What a password change does to the user's API tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiTokens {
+    /// The user changed their own password: the tokens they made stay.
+    Keep,
+    /// An administrator reset it: every token goes.
+    Revoke,
+}
+
+async fn revoke_tokens(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: i64,
+    now: i64,
+) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
 }

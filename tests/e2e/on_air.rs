@@ -496,6 +496,12 @@ async fn a_rehearsal_is_for_staff_only_and_going_live_puts_it_on_air_at_once() {
     let go_live = now_ms();
     let live = staff.transition(&app, &event, "start", "live").await;
     let answered_at = now_ms();
+    let answer = waiting
+        .expect("answer after go-live", |l| {
+            l["status"].is_number() || l["done"] == true
+        })
+        .await;
+    assert_eq!(answer["status"], 201, "{answer}");
     let line = waiting
         .expect("decoded video frame after go-live", |l| {
             l["first_frame_at"].is_number() || l["done"] == true
@@ -506,8 +512,10 @@ async fn a_rehearsal_is_for_staff_only_and_going_live_puts_it_on_air_at_once() {
     let after_answer = decoded_at - answered_at;
     eprintln!(
         "go live: the waiting public viewer decoded {after_call} ms after the start call \
-         ({after_answer} ms after its answer; the call took {} ms)",
-        answered_at - go_live
+         ({after_answer} ms after its answer; the call took {} ms; its WHEP offer was \
+         answered 201 {} ms after the call)",
+        answered_at - go_live,
+        at_ms(&answer, "at").unwrap_or(0) - go_live
     );
     assert!(
         after_call <= DECODE_WITHIN_MS,
@@ -887,6 +895,7 @@ async fn an_ended_event_reopens_within_the_window_audited_and_not_after_it() {
 struct Waiting {
     waited: bool,
     status: Option<u64>,
+    answered_at: Option<i64>,
     first_frame_at: Option<i64>,
     last: Value,
 }
@@ -917,6 +926,7 @@ async fn read_group(
         }
         if let Some(status) = line["status"].as_u64().or(line["http_status"].as_u64()) {
             entry.status = Some(status);
+            entry.answered_at = at_ms(&line, "at");
         }
         if entry.first_frame_at.is_none() {
             entry.first_frame_at = at_ms(&line, "first_frame_at");
@@ -1004,9 +1014,10 @@ async fn twenty_viewers_waiting_before_the_publisher_all_decode_within_2_s() {
             })
             .map(|((g, v), w)| {
                 format!(
-                    "viewer {g}.{v}: answer {:?}, first frame {:?} ms after the publisher's \
-                     video; {} video and {} audio frames decoded by {} s",
+                    "viewer {g}.{v}: answer {:?} {:?} ms and first frame {:?} ms after the \
+                     publisher's video; {} video and {} audio frames decoded by {} s",
                     w.status,
+                    w.answered_at.map(|at| at - up_at),
                     w.first_frame_at.map(|at| at - up_at),
                     w.last["video_frames"],
                     w.last["audio_frames"],
@@ -1019,6 +1030,11 @@ async fn twenty_viewers_waiting_before_the_publisher_all_decode_within_2_s() {
             .filter_map(|w| w.first_frame_at.map(|at| at - up_at))
             .collect();
         decoded.sort_unstable();
+        let mut answered: Vec<i64> = viewers
+            .values()
+            .filter_map(|w| w.answered_at.map(|at| at - up_at))
+            .collect();
+        answered.sort_unstable();
         let audio_only = viewers
             .values()
             .filter(|w| w.last["video_frames"] == 0 && w.last["audio_frames"].as_u64() > Some(0))
@@ -1026,7 +1042,8 @@ async fn twenty_viewers_waiting_before_the_publisher_all_decode_within_2_s() {
         eprintln!(
             "run {run} (video {delay} s after the connection, {} ms measured): {} of {} \
              decoded within {DECODE_WITHIN_MS} ms of the publisher's first video frame; \
-             {audio_only} decoded audio but no video; first frames after {decoded:?} ms",
+             {audio_only} decoded audio but no video; answers after {answered:?} ms, \
+             first frames after {decoded:?} ms",
             up_at - connected_at,
             GROUPS * PER_GROUP - late.len(),
             GROUPS * PER_GROUP,

@@ -21,7 +21,8 @@ Usage: whep_viewer.py URL SECONDS [--token T] [--codec h264|vp8] [--pli-every S]
   --count      run N independent viewers (each its own peer connection) in this one
                process; each line then carries "viewer": index (0..N-1)
 Retries a 503 (nobody publishing yet) every second, within SECONDS.
-Prints {"status": code, "links": [...]} once the POST is answered (the `Link` headers),
+Prints {"status": code, "links": [...], "at": unix seconds} once the POST is answered
+(the `Link` headers),
 then one JSON line per second: {"video_frames": n, "audio_frames": m, "first_frame_s": f,
 "first_frame_at": unix seconds, "plis_sent": p, "dropped": d, "recovered": r,
 "reported_video_packets": s, "tracks": [kinds], "t": seconds since start}, where s is the
@@ -196,7 +197,7 @@ async def view(args, emit):
                 await asyncio.sleep(args.retry_every)
             else:
                 await asyncio.sleep(min(float(retry_after or 1), 1.0))
-    emit({"status": status, "links": links})
+    emit({"status": status, "links": links, "at": time.time()})
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     deadline = started + args.seconds
     while time.monotonic() < deadline:

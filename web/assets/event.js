@@ -285,6 +285,21 @@
   loadViewer().then(connect);
 })();
 
+// Times in the record (recording segments, chat) in Beijing time, whatever the reader's
+// time zone: the district's own clock, as every other time on the page.
+(() => {
+  const lang = document.documentElement.lang || "zh-CN";
+  const format = (options) => new Intl.DateTimeFormat(lang, Object.assign({ timeZone: "Asia/Shanghai", hourCycle: "h23" }, options));
+  const full = format({ year: "numeric", month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const clock = format({ hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  for (const el of document.querySelectorAll("time[data-bj-ms]")) {
+    const d = new Date(Number(el.dataset.bjMs));
+    if (Number.isNaN(d.getTime())) continue;
+    el.dateTime = d.toISOString();
+    el.textContent = (el.dataset.clock !== undefined ? clock : full).format(d);
+  }
+})();
+
 // The past event's recording: one <video> and its segments (publisher sessions); a
 // segment plays on click, and the next one follows when it ends.
 (() => {

@@ -278,9 +278,17 @@ async fn flow(base: &str, admin: &Client, b: &Client, c: &Client) -> anyhow::Res
         .await?
         .click()
         .await?;
+    // End asks first, in a dialog naming the event.
+    admin
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#end-dialog[open] #end-confirm"))
+        .await?
+        .click()
+        .await?;
     wait_for(WAIT, || async {
         Ok(admin
-            .find(Locator::Css("#event-start"))
+            .find(Locator::Css("#event-end"))
             .await
             .err()
             .map(|_| ()))

@@ -1067,3 +1067,77 @@ async fn twenty_viewers_waiting_before_the_publisher_all_decode_within_2_s() {
         failures.join("\n")
     );
 }
+
+/// The next `media.state` (alone or in a batch) on an event socket, within `timeout`.
+async fn next_media_state<S>(socket: &mut S, timeout: Duration) -> Option<bool>
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures::StreamExt;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()??
+            .ok()?;
+        let Ok(text) = frame.to_text() else { continue };
+        let Ok(message) = serde_json::from_str::<Value>(text) else {
+            continue;
+        };
+        let members = match message["type"].as_str() {
+            Some("batch") => message["messages"].as_array().cloned().unwrap_or_default(),
+            _ => vec![message],
+        };
+        for member in members {
+            if member["type"] == "media.state" {
+                return member["publishing"].as_bool();
+            }
+            if member["type"] == "snapshot" && member["media"]["publishing"] == true {
+                return Some(true);
+            }
+        }
+    }
+}
+
+/// Pages learn of the publisher from the event socket, never by polling: `media.state`
+/// says `true` when it connects and `false` as soon as it stops (WHIP DELETE), so a
+/// player shows "paused" at once.
+#[tokio::test]
+async fn the_event_socket_says_when_the_publisher_comes_and_goes() {
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let staff = Staff::new(&app).await;
+    let (event, token) = staff.scheduled_event(&app).await;
+    staff.transition(&app, &event, "start", "live").await;
+    let url = format!(
+        "{}/ws/events/{event}",
+        app.base_url.replacen("http://", "ws://", 1)
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("event socket");
+    let (mut publisher, _) = start_publisher(&app, &event, &token, "4").await;
+    assert_eq!(
+        next_media_state(&mut socket, PEER_TIMEOUT).await,
+        Some(true),
+        "media.state true once the publisher is up"
+    );
+    // The publisher stops by itself after 4 s with a DELETE of its resource.
+    publisher
+        .expect("the publisher's end", |l| l["event"] == "ended")
+        .await;
+    let stopped = Instant::now();
+    assert_eq!(
+        next_media_state(&mut socket, Duration::from_secs(5)).await,
+        Some(false),
+        "media.state false after the publisher stopped"
+    );
+    eprintln!(
+        "media.state false {} ms after the publisher's exit",
+        stopped.elapsed().as_millis()
+    );
+}

@@ -436,7 +436,10 @@ impl Sfu {
                 state.first_track_at = None;
                 Ok(state.publisher.replace(Publisher {
                     session: id.clone(),
-                    peer: Arc::clone(&peer),
+                    peer: PeerHandle {
+                        peer: Arc::clone(&peer),
+                        signals: Arc::clone(&signals),
+                    },
                     state: signals.state.subscribe(),
                     expected,
                     recorder,
@@ -590,7 +593,13 @@ impl Sfu {
             let mut state = lock(&room.state);
             let admitted = air.admits(audience);
             if admitted.is_ok() {
-                state.viewers.insert(id.clone(), Arc::clone(&peer));
+                state.viewers.insert(
+                    id.clone(),
+                    PeerHandle {
+                        peer: Arc::clone(&peer),
+                        signals: Arc::clone(&signals),
+                    },
+                );
             }
             admitted
         };
@@ -770,7 +779,7 @@ impl Sfu {
         let rooms: Vec<Arc<Room>> = lock(&self.rooms).drain().map(|(_, r)| r).collect();
         let mut recorders = Vec::new();
         for room in rooms {
-            let peers: Vec<Arc<dyn PeerConnection>> = {
+            let peers: Vec<PeerHandle> = {
                 let mut state = lock(&room.state);
                 let mut peers: Vec<_> = state.viewers.drain().map(|(_, p)| p).collect();
                 state.recording = None;
@@ -781,7 +790,7 @@ impl Sfu {
                 peers
             };
             for peer in peers {
-                let _ = peer.close().await;
+                peer.close().await;
             }
         }
         // Every writer is told first, then waited for: they finish in parallel.
@@ -984,7 +993,7 @@ struct RoomState {
     /// first one came.
     session_kinds: Vec<RtpCodecKind>,
     first_track_at: Option<tokio::time::Instant>,
-    viewers: HashMap<String, Arc<dyn PeerConnection>>,
+    viewers: HashMap<String, PeerHandle>,
     /// The publisher session being recorded and the tap its track readers feed.
     recording: Option<(String, record::RecorderTap)>,
 }
@@ -1010,9 +1019,27 @@ impl RoomState {
     }
 }
 
+/// A peer connection and the signals its tasks wait on. Closing through here wakes those
+/// tasks at once (the publisher's watcher reports it gone, a viewer's task stops
+/// sending), whether or not the crate reports its own close.
+#[derive(Clone)]
+struct PeerHandle {
+    peer: Arc<dyn PeerConnection>,
+    signals: Arc<Signals>,
+}
+
+impl PeerHandle {
+    async fn close(&self) {
+        self.signals
+            .state
+            .send_replace(RTCPeerConnectionState::Closed);
+        let _ = self.peer.close().await;
+    }
+}
+
 struct Publisher {
     session: String,
-    peer: Arc<dyn PeerConnection>,
+    peer: PeerHandle,
     state: watch::Receiver<RTCPeerConnectionState>,
     /// What the offer said it would send.
     expected: record::Expected,

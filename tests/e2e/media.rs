@@ -687,9 +687,17 @@ async fn chromium_broadcaster_page_live_with_chat_then_stop_and_replay() {
             send_chat(client, "画面很清楚").await?;
             wait_text(client, "#chat-messages", "画面很清楚").await?;
 
-            // Stop: the player shows "paused" (viewer still connected, publisher gone).
+            // Stop (confirmed in the page's dialog: it interrupts the public stream): the
+            // player shows "paused" (viewer still connected, publisher gone).
             broadcaster
                 .find(Locator::Css("#stop"))
+                .await?
+                .click()
+                .await?;
+            broadcaster
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Css("#stop-dialog[open] #stop-confirm"))
                 .await?
                 .click()
                 .await?;

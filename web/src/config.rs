@@ -40,6 +40,10 @@ pub struct Settings {
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout_secs: u64,
+    /// When set, `/metrics` answers only `Authorization: Bearer <this>` (a scraper's
+    /// secret; never logged).
+    #[serde(default)]
+    pub metrics_token: Option<secrecy::SecretString>,
     /// Largest accepted request body in bytes (uploads have their own limits).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
@@ -443,6 +447,7 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("GONGKAI_TRUST_FORWARDED_FOR", "trust_forwarded_for"),
     ("GONGKAI_SHUTDOWN_TIMEOUT_SECS", "shutdown_timeout_secs"),
     ("GONGKAI_MAX_BODY_BYTES", "max_body_bytes"),
+    ("GONGKAI_METRICS_TOKEN", "metrics_token"),
     ("GONGKAI_AUTH_SESSION_HOURS", "auth.session_hours"),
     (
         "GONGKAI_AUTH_LOGIN_PER_USER_PER_MINUTE",
@@ -601,6 +606,16 @@ impl Settings {
         }
         if self.auth.login_per_user_per_minute == 0 || self.auth.login_per_ip_per_minute == 0 {
             return Err(invalid("auth.login_per_*_per_minute", "must be at least 1"));
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| secrecy::ExposeSecret::expose_secret(t).len() < 16)
+        {
+            return Err(invalid(
+                "metrics_token",
+                "must be at least 16 characters when set",
+            ));
         }
         if self.max_body_bytes < 1024 {
             return Err(invalid("max_body_bytes", "must be at least 1024"));

@@ -27,6 +27,7 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   trust_forwarded_for             GONGKAI_TRUST_FORWARDED_FOR     false
   shutdown_timeout_secs           GONGKAI_SHUTDOWN_TIMEOUT_SECS   10
   max_body_bytes                  GONGKAI_MAX_BODY_BYTES          1048576
+  metrics_token                   GONGKAI_METRICS_TOKEN           (unset: /metrics is open; set: Bearer token required)
   [auth] session_hours            GONGKAI_AUTH_SESSION_HOURS      12
   [auth] login_per_user_per_minute GONGKAI_AUTH_LOGIN_PER_USER_PER_MINUTE 5
   [auth] login_per_ip_per_minute  GONGKAI_AUTH_LOGIN_PER_IP_PER_MINUTE   20

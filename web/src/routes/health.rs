@@ -35,11 +35,24 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
     Ok(axum::Json(json!({"status": "ready", "database": "ok"})))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(expected) = &state.settings.metrics_token {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
+            return ApiError::Unauthorized("Authorization: Bearer <metrics token> required".into())
+                .into_response();
+        }
+    }
     let (open, idle) = state.store.pool_stats();
     metrics::gauge!(DB_POOL, "state" => "open").set(f64::from(open));
     metrics::gauge!(DB_POOL, "state" => "idle").set(idle as f64);
-    super::media::record_metrics(&state);
+    super::media::record_metrics(&state).await;
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -194,28 +194,67 @@ fn recording_path(
     })
 }
 
-/// Sets the media gauges and counters for a `/metrics` scrape (values live in the SFU;
-/// labels are event ids, which are public).
-pub fn record_metrics(state: &AppState) {
+/// Sets the media gauges and counters for a `/metrics` scrape (values live in the SFU).
+/// Public events are labelled by id; unlisted events, whose id is their secret, are
+/// summed under `event="unlisted"`.
+pub async fn record_metrics(state: &AppState) {
+    let mut by_label: std::collections::BTreeMap<String, MediaTotals> = Default::default();
     for (event, status) in state.sfu.statuses() {
-        let publishing = if status.publishing { 1.0 } else { 0.0 };
-        metrics::gauge!("gongkai_media_publishing", "event" => event.clone()).set(publishing);
-        metrics::gauge!("gongkai_media_viewers", "event" => event.clone())
-            .set(status.viewers as f64);
+        let public = match EventId::parse(&event) {
+            Some(id) => matches!(
+                state.store.event(&id).await,
+                Ok(Some(e)) if e.visibility == Visibility::Public
+            ),
+            None => false,
+        };
+        let label = if public { event } else { "unlisted".to_owned() };
+        by_label.entry(label).or_default().add(&status);
+    }
+    for (event, t) in by_label {
+        metrics::gauge!("gongkai_media_publishing", "event" => event.clone()).set(t.publishing);
+        metrics::gauge!("gongkai_media_viewers", "event" => event.clone()).set(t.viewers);
         metrics::gauge!("gongkai_media_viewers_direct", "event" => event.clone())
-            .set(status.direct_viewers as f64);
+            .set(t.direct_viewers);
         metrics::counter!("gongkai_media_packets_retransmitted_total", "event" => event.clone())
-            .absolute(status.packets_retransmitted);
+            .absolute(t.packets_retransmitted);
         metrics::counter!("gongkai_media_ingest_bytes_total", "event" => event.clone())
-            .absolute(status.ingest_bytes);
+            .absolute(t.ingest_bytes);
         metrics::counter!("gongkai_media_packets_forwarded_total", "event" => event.clone())
-            .absolute(status.packets_forwarded);
+            .absolute(t.packets_forwarded);
         metrics::counter!("gongkai_media_packets_dropped_total", "event" => event.clone())
-            .absolute(status.packets_dropped);
+            .absolute(t.packets_dropped);
         metrics::counter!("gongkai_media_viewer_keyframe_requests_total", "event" => event.clone())
-            .absolute(status.viewer_keyframe_requests);
+            .absolute(t.viewer_keyframe_requests);
         metrics::counter!("gongkai_media_keyframe_requests_sent_total", "event" => event)
-            .absolute(status.keyframe_requests_sent);
+            .absolute(t.keyframe_requests_sent);
+    }
+}
+
+/// One label's media figures (one event, or every unlisted event together).
+#[derive(Default)]
+struct MediaTotals {
+    publishing: f64,
+    viewers: f64,
+    direct_viewers: f64,
+    packets_retransmitted: u64,
+    ingest_bytes: u64,
+    packets_forwarded: u64,
+    packets_dropped: u64,
+    viewer_keyframe_requests: u64,
+    keyframe_requests_sent: u64,
+}
+
+impl MediaTotals {
+    fn add(&mut self, status: &streaming::sfu::MediaStatus) {
+        self.publishing += if status.publishing { 1.0 } else { 0.0 };
+        self.viewers += status.viewers as f64;
+        self.direct_viewers += status.direct_viewers as f64;
+        self.packets_retransmitted += status.packets_retransmitted;
+        self.ingest_bytes += status.ingest_bytes;
+        self.packets_forwarded += status.packets_forwarded;
+        self.packets_dropped += status.packets_dropped;
+        self.viewer_keyframe_requests += status.viewer_keyframe_requests;
+        self.keyframe_requests_sent += status.keyframe_requests_sent;
     }
 }
 

@@ -388,6 +388,31 @@ async fn probes_and_metrics() {
 }
 
 #[tokio::test]
+async fn metrics_may_require_a_bearer_token() {
+    let token = "scraper-secret-0123456789";
+    let (app, _, _t) = app_with(&[("GONGKAI_METRICS_TOKEN", token)]).await;
+    let (status, _, body) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let wrong = Request::get("/metrics")
+        .header(header::AUTHORIZATION, "Bearer scraper-secret-9876543210")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, wrong).await.0, StatusCode::UNAUTHORIZED);
+    let right = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = send(&app, right).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.as_str()
+            .unwrap()
+            .contains("gongkai_db_pool_connections")
+    );
+}
+
+#[tokio::test]
 async fn events_api_lifecycle() {
     let (app, state, _t) = app().await;
     let (_, headers, body) = send(

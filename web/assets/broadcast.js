@@ -161,6 +161,8 @@
     for (const id of ["start", "stop", "flip", "mute", "camera", "microphone"]) $(id).disabled = true;
     if (dialog.open) dialog.close();
     setState("ended");
+    // Every viewer was disconnected with the publisher.
+    $("viewer-count").textContent = "0";
     showError("");
     showHint();
   }

@@ -270,13 +270,24 @@ async fn staff_post(
 
 /// An admin's live interview; returns its id.
 pub(crate) async fn live_event(app: &TestApp, admin: &(String, String)) -> String {
+    live_event_moderated_by(app, admin, &[]).await
+}
+
+/// A live event whose assigned moderators are `moderators` (moderators are staff only in
+/// the events they are assigned to).
+pub(crate) async fn live_event_moderated_by(
+    app: &TestApp,
+    admin: &(String, String),
+    moderators: &[&str],
+) -> String {
     let (status, event) = staff_post(
         app,
         admin,
         "/api/v1/events",
         json!({"kind": "interview", "title": "区长在线访谈",
                "scheduled_start": "2030-01-01T09:30:00+08:00",
-               "scheduled_end": "2030-01-01T11:00:00+08:00"}),
+               "scheduled_end": "2030-01-01T11:00:00+08:00",
+               "moderators": moderators}),
     )
     .await;
     assert_eq!(status, 201, "{event}");
@@ -326,7 +337,7 @@ async fn one_node_chat_qa_moderation_replay_record_and_shutdown() {
     app.create_user("mod", PASSWORD, &["moderator"]);
     let admin = staff_session(&app, "admin").await;
     let moderator = staff_session(&app, "mod").await;
-    let event = live_event(&app, &admin).await;
+    let event = live_event_moderated_by(&app, &admin, &["mod"]).await;
 
     // Unknown events are a JSON 404, before any upgrade.
     let missing = app
@@ -676,7 +687,7 @@ async fn two_nodes_share_one_room_over_nats() {
     one.create_user("mod", PASSWORD, &["moderator"]);
     let admin = staff_session(&one, "admin").await;
     let moderator = staff_session(&two, "mod").await;
-    let event = live_event(&one, &admin).await;
+    let event = live_event_moderated_by(&one, &admin, &["mod"]).await;
 
     let jia = viewer_cookie(&one, "甲").await;
     let yi = viewer_cookie(&two, "乙").await;
@@ -739,4 +750,85 @@ async fn two_nodes_share_one_room_over_nats() {
     .await;
     assert_eq!(r["chat"][0]["text"], "二号节点");
     assert_eq!(r["likes"], 4);
+}
+
+/// Moderators moderate only the events they are assigned to (administrators everywhere);
+/// a page on another site cannot open an event's socket with a visitor's cookies.
+#[tokio::test]
+async fn moderation_needs_the_assignment_and_sockets_need_our_origin() {
+    let app = TestApp::spawn().await;
+    app.create_user("admin", PASSWORD, &["admin"]);
+    app.create_user("mod", PASSWORD, &["moderator"]);
+    app.create_user("other", PASSWORD, &["moderator"]);
+    let admin = staff_session(&app, "admin").await;
+    let other = staff_session(&app, "other").await;
+    let event = live_event_moderated_by(&app, &admin, &["mod"]).await;
+
+    let jia = viewer_cookie(&app, "甲").await;
+    let mut a = Ws::connect(&app.base_url, &event, Some(&jia), None).await;
+    a.until("snapshot", |_| true).await;
+    a.send(json!({"type": "chat.send", "text": "你好"})).await;
+    let message = a.until("chat.message", |_| true).await;
+    let id = message["id"].as_u64().expect("id");
+    let question = {
+        a.send(json!({"type": "question.ask", "text": "什么时候开工？"}))
+            .await;
+        a.until("question.asked", |_| true).await["question"]["id"]
+            .as_u64()
+            .expect("question id")
+    };
+
+    // A moderator of other events is no staff here: no role, no moderation.
+    let mut o = Ws::connect(&app.base_url, &event, Some(&other.0), None).await;
+    let snapshot = o.until("snapshot", |_| true).await;
+    assert!(snapshot["you"].get("role").is_none(), "{snapshot}");
+    o.send(json!({"type": "chat.delete", "message_id": id}))
+        .await;
+    let refused = o.until("error", |_| true).await;
+    assert!(
+        ["forbidden", "nickname_required"].contains(&error_code(&refused)),
+        "{refused}"
+    );
+    o.send(json!({"type": "chat.slow_mode", "seconds": 30}))
+        .await;
+    o.until("error", |_| true).await;
+    let (status, body) = staff_post(
+        &app,
+        &other,
+        &format!("/api/v1/events/{event}/questions/{question}/answer"),
+        json!({"answer": "明天"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let quiet = a.drain(Duration::from_millis(500)).await;
+    assert!(
+        quiet.iter().all(|m| m["type"] != "chat.deleted"
+            && m["type"] != "chat.settings"
+            && m["type"] != "question.answered"),
+        "an unassigned moderator changed the room: {quiet:?}"
+    );
+
+    // The socket from another site's page is refused before the upgrade; our own
+    // origin is fine.
+    let ws_url = |origin: &str| {
+        let mut request = format!(
+            "{}/ws/events/{event}",
+            app.base_url.replacen("http://", "ws://", 1)
+        )
+        .into_client_request()
+        .expect("request");
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("origin"));
+        request
+    };
+    let refused = tokio_tungstenite::connect_async(ws_url("http://evil.example")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a foreign origin was not refused: {other:?}"),
+    }
+    let own = tokio_tungstenite::connect_async(ws_url(&app.base_url)).await;
+    assert!(own.is_ok(), "our own origin was refused: {:?}", own.err());
 }

@@ -46,8 +46,17 @@ async fn connect(
     MaybeViewer(viewer): MaybeViewer,
     PageCaller(caller): PageCaller,
     ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
     upgrade: Result<WsUpgrade, ApiError>,
 ) -> Result<Response, ApiError> {
+    // A page on another site must not open a socket with a viewer's or staff member's
+    // cookies (cross-site WebSocket hijacking); clients that are not browsers send no
+    // Origin and are unaffected.
+    if !super::origin::allowed(&headers, state.settings.public_url.as_deref()) {
+        return Err(ApiError::Forbidden(
+            "this page may not open the event's socket from another site".into(),
+        ));
+    }
     let event = match EventId::parse(&id).and_then(|id| state.hub.open_event(&id)) {
         // A room is open here: it follows the event's changes itself.
         Some(event) if event.status != EventStatus::Cancelled => event,
@@ -55,7 +64,7 @@ async fn connect(
     };
     let since = parse_since(query.as_deref())?;
     let upgrade = upgrade?;
-    let who = identity(caller.as_ref(), viewer.as_ref(), ip);
+    let who = identity(caller.as_ref(), &event, viewer.as_ref(), ip);
     tracing::debug!(event = %event.id, staff = who.role.is_some(), read_only = who.read_only, "websocket");
     let hub = state.hub.clone();
     Ok(upgrade.on_upgrade(move |connection| {
@@ -104,6 +113,14 @@ async fn answer(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_any(&[Role::Admin, Role::Moderator])?;
     let event = public_event(&state, &id).await?;
+    if !matches!(
+        staff_role(&caller, &event),
+        Some(StaffRole::Admin | StaffRole::Moderator)
+    ) {
+        return Err(ApiError::Forbidden(
+            "only the event's moderators (and administrators) answer its questions".into(),
+        ));
+    }
     let question_id: u64 = question
         .parse()
         .map_err(|_| ApiError::NotFound("question".into()))?;
@@ -155,7 +172,7 @@ async fn through_room(
     caller: &Caller,
 ) -> Option<Result<(), ErrorCode>> {
     let room = state.hub.existing_room(&event.id)?;
-    let role = staff_role(caller)?;
+    let role = staff_role(caller, event)?;
     let (reply, outcome) = oneshot::channel();
     let command = Command::Staff {
         viewer: staff_viewer(caller, None),
@@ -198,11 +215,17 @@ fn parse_since(query: Option<&str>) -> Result<Option<u64>, ApiError> {
     Ok(None)
 }
 
-/// Staff (admin > moderator > broadcaster) by session; else the viewer cookie; else a
-/// read-only watcher identified by a hash of the address (for the distinct count only).
-fn identity(caller: Option<&Caller>, viewer: Option<&ViewerIdentity>, ip: IpAddr) -> Who {
+/// Staff of the event (admin > moderator > broadcaster) by session; else the viewer
+/// cookie; else a read-only watcher identified by a hash of the address (for the distinct
+/// count only).
+fn identity(
+    caller: Option<&Caller>,
+    event: &Event,
+    viewer: Option<&ViewerIdentity>,
+    ip: IpAddr,
+) -> Who {
     if let Some(caller) = caller
-        && let Some(role) = staff_role(caller)
+        && let Some(role) = staff_role(caller, event)
     {
         return Who {
             viewer: staff_viewer(caller, Some(ip)),
@@ -233,13 +256,16 @@ fn identity(caller: Option<&Caller>, viewer: Option<&ViewerIdentity>, ip: IpAddr
     }
 }
 
-fn staff_role(caller: &Caller) -> Option<StaffRole> {
+/// The caller's part in this event: administrators everywhere, moderators and
+/// broadcasters only where they are assigned (elsewhere they are viewers like anyone).
+fn staff_role(caller: &Caller, event: &Event) -> Option<StaffRole> {
     let user = &caller.user;
+    let assigned = |list: &[String]| list.iter().any(|name| *name == user.username);
     if user.has(Role::Admin) {
         Some(StaffRole::Admin)
-    } else if user.has(Role::Moderator) {
+    } else if user.has(Role::Moderator) && assigned(&event.moderators) {
         Some(StaffRole::Moderator)
-    } else if user.has(Role::Broadcaster) {
+    } else if user.has(Role::Broadcaster) && assigned(&event.broadcasters) {
         Some(StaffRole::Broadcaster)
     } else {
         None
@@ -267,10 +293,66 @@ mod tests {
         assert!(parse_since(Some("since=-1")).is_err());
     }
 
+    fn event() -> Event {
+        use crate::domain::event::{EventForm, EventKind, Visibility};
+        Event {
+            id: EventId::parse("ev1").unwrap(),
+            kind: EventKind::Interview,
+            title: "访谈".into(),
+            topic: String::new(),
+            summary: String::new(),
+            scheduled_start: String::new(),
+            scheduled_end: String::new(),
+            form: EventForm::Video,
+            visibility: Visibility::Public,
+            status: EventStatus::Live,
+            follow_publisher: false,
+            started_at: None,
+            ended_at: None,
+            reopened_at: None,
+            guests: Vec::new(),
+            broadcasters: vec!["zhang".into()],
+            moderators: vec!["li".into()],
+            scheduled_start_ms: 0,
+            scheduled_end_ms: 0,
+            started_ms: None,
+            ended_ms: None,
+            reopened_ms: None,
+        }
+    }
+
+    #[test]
+    fn moderators_and_broadcasters_are_staff_only_where_assigned() {
+        let caller = |name: &str, role: Role| Caller {
+            user: crate::store::StaffUser {
+                id: 1,
+                username: name.into(),
+                roles: vec![role],
+            },
+            authn: crate::auth::Authn::Bearer,
+        };
+        let event = event();
+        assert_eq!(
+            staff_role(&caller("li", Role::Moderator), &event),
+            Some(StaffRole::Moderator)
+        );
+        assert_eq!(staff_role(&caller("wang", Role::Moderator), &event), None);
+        assert_eq!(
+            staff_role(&caller("zhang", Role::Broadcaster), &event),
+            Some(StaffRole::Broadcaster)
+        );
+        assert_eq!(staff_role(&caller("li", Role::Broadcaster), &event), None);
+        assert_eq!(
+            staff_role(&caller("root", Role::Admin), &event),
+            Some(StaffRole::Admin)
+        );
+    }
+
     #[test]
     fn viewers_without_a_nickname_are_read_only() {
         let ip: IpAddr = "127.0.0.9".parse().unwrap();
-        let who = identity(None, None, ip);
+        let event = event();
+        let who = identity(None, &event, None, ip);
         assert!(who.read_only);
         assert!(who.viewer.id.0.starts_with("anon:"));
         assert!(!who.viewer.id.0.contains("127.0.0.9"));
@@ -278,7 +360,7 @@ mod tests {
             viewer_id: "vabc".into(),
             nickname: "甲".into(),
         };
-        let who = identity(None, Some(&named), ip);
+        let who = identity(None, &event, Some(&named), ip);
         assert!(!who.read_only);
         assert_eq!(who.viewer.id.0, "vabc");
     }

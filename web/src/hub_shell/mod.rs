@@ -15,6 +15,7 @@
 
 mod api;
 pub mod bus;
+mod origin;
 mod outbox;
 mod persist;
 mod room_task;

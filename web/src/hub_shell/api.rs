@@ -260,7 +260,7 @@ fn identity(
 /// broadcasters only where they are assigned (elsewhere they are viewers like anyone).
 fn staff_role(caller: &Caller, event: &Event) -> Option<StaffRole> {
     let user = &caller.user;
-    let assigned = |list: &[String]| list.iter().any(|name| *name == user.username);
+    let assigned = |list: &[String]| list.contains(&user.username);
     if user.has(Role::Admin) {
         Some(StaffRole::Admin)
     } else if user.has(Role::Moderator) && assigned(&event.moderators) {

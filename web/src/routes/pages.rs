@@ -317,10 +317,17 @@ async fn verify_page(
         .into_response()
 }
 
+/// Where to go after logging in: a path on this site, else the dashboard. Browsers drop
+/// tabs and newlines from URLs and read `\\` as `/`, so `/\t/evil.example` would become
+/// `//evil.example` (another site): only plain URL characters are accepted, and never two
+/// slashes at the start.
 fn safe_next(next: Option<&str>) -> String {
-    // Only same-site paths: no scheme, no protocol-relative `//host`.
+    let plain = |n: &str| {
+        n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%#".contains(&b))
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && plain(n) => n.to_owned(),
         _ => "/staff".to_owned(),
     }
 }
@@ -618,4 +625,34 @@ fn viewer_chart(samples: &[crate::store::ViewerSample]) -> Option<minijinja::Val
         cumulative,
         minutes => samples.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(
+            safe_next(Some("/events/abc?lang=en")),
+            "/events/abc?lang=en"
+        );
+        assert_eq!(
+            safe_next(Some("/staff/events/x/broadcast")),
+            "/staff/events/x/broadcast"
+        );
+        for hostile in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/x",
+            " /x",
+            "https://evil.example",
+            "/事件",
+        ] {
+            assert_eq!(safe_next(Some(hostile)), "/staff", "{hostile:?}");
+        }
+        assert_eq!(safe_next(None), "/staff");
+    }
 }

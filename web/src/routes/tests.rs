@@ -388,6 +388,35 @@ async fn probes_and_metrics() {
 }
 
 #[tokio::test]
+async fn the_login_page_never_sends_anyone_to_another_site() {
+    let (app, _, _t) = app().await;
+    for next in [
+        "/%09/evil.example",
+        "/%0a/x",
+        "//evil.example",
+        "/%5Cevil.example",
+    ] {
+        let (status, _, body) = send(
+            &app,
+            Request::get(format!("/login?next={next}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        let html = body.as_str().unwrap_or_default();
+        assert!(!html.contains("evil.example"), "{next}: {html}");
+        let field = html
+            .split(r#"name="next" value=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        // minijinja escapes `/` as `&#x2f;`.
+        assert_eq!(field.replace("&#x2f;", "/"), "/staff", "{next}");
+    }
+}
+
+#[tokio::test]
 async fn metrics_may_require_a_bearer_token() {
     let token = "scraper-secret-0123456789";
     let (app, _, _t) = app_with(&[("GONGKAI_METRICS_TOKEN", token)]).await;

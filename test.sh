@@ -163,6 +163,10 @@ cargo fmt --all --check
 section "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+section "cargo check of the fuzz targets (fuzz/, its own workspace: they must keep compiling)"
+# The main target directory: the dependencies' metadata from clippy is reused.
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo check --manifest-path fuzz/Cargo.toml --bins
+
 section "cargo build -p web --bin gongkai (the binary the e2e tests drive)"
 cargo build -p web --bin gongkai
 

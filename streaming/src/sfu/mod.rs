@@ -59,6 +59,36 @@ pub mod rewrite;
 mod sdp;
 pub mod turn;
 
+/// The SFU's parsers of untrusted input, public for the fuzz targets (`fuzz/`); the SFU
+/// itself calls them through its own paths.
+pub mod untrusted {
+    /// Whether a WHIP/WHEP offer passes the checks made before the crate parses it.
+    pub fn check_offer(sdp: &str) -> bool {
+        super::sdp::check_offer(sdp).is_ok()
+    }
+
+    /// The codecs (`video/VP8`, ...) an offer says it can receive.
+    pub fn offered_mime_types(sdp: &str) -> Vec<String> {
+        super::sdp::offered_mime_types(sdp)
+    }
+
+    /// Whether an offer sends audio and video: `(audio, video)`.
+    pub fn sent_kinds(sdp: &str) -> (bool, bool) {
+        let expected = super::sdp::sent_kinds(sdp);
+        (expected.audio, expected.video)
+    }
+
+    /// The local ICE ufrag a datagram on the shared media port is routed by (STUN).
+    pub fn stun_route(datagram: &[u8]) -> Option<String> {
+        super::mux::local_ufrag(datagram)
+    }
+
+    /// An answer's host candidates moved to the shared media port.
+    pub fn rewrite_candidate_ports(sdp: &str, bound: &[u16], port: u16) -> String {
+        super::mux::rewrite_candidate_ports(sdp, bound, port)
+    }
+}
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

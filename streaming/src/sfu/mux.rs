@@ -168,7 +168,7 @@ async fn receive(mux: Weak<UdpMux>, socket: Arc<dyn AsyncUdpSocket>) {
 }
 
 /// The ICE ufrag of ours that a STUN binding request names, if `datagram` is one.
-fn local_ufrag(datagram: &[u8]) -> Option<String> {
+pub(super) fn local_ufrag(datagram: &[u8]) -> Option<String> {
     // RFC 7983: STUN is 0-3 in the first byte.
     if datagram.len() < 20 || datagram[0] > 3 {
         return None;

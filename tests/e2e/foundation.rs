@@ -497,6 +497,46 @@ async fn forwarded_for_separates_clients_behind_a_trusted_proxy() {
     expect_error(other, 401, Some("invalid_credentials")).await;
 }
 
+/// Failed guesses from one address cannot lock a moderator out during a live event: the
+/// per-username limit counts per address; only a softer ceiling counts every address.
+#[tokio::test]
+async fn failed_logins_from_one_address_do_not_lock_the_user_out_elsewhere() {
+    let app = TestApp::spawn_with(AppOptions::default().config(
+        "trust_forwarded_for = true\n[auth]\nlogin_per_user_per_minute = 3\nlogin_per_account_per_minute = 6\n",
+    ))
+    .await;
+    app.create_user("moderator", PASSWORD, &["moderator"]);
+    let attacker = attempts_until_429(&app, 8, |_| {
+        ("moderator".to_owned(), Some("198.51.100.66".to_owned()))
+    })
+    .await
+    .expect("the attacker's address was never limited");
+    attacker.assert_limit(3);
+    let from = |address: &str, password: &str| {
+        app.anonymous_client()
+            .post(app.url("/api/v1/session"))
+            .header("X-Forwarded-For", address.to_owned())
+            .json(&json!({ "username": "moderator", "password": password }))
+            .send()
+    };
+    // The real user, elsewhere, logs in.
+    let real = from("203.0.113.5", PASSWORD).await.unwrap();
+    assert_eq!(real.status(), 200);
+    // Guessing from many addresses still meets the account's ceiling.
+    let mut limited = false;
+    for i in 0..10 {
+        let response = from(&format!("192.0.2.{i}"), "wrong password")
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+        assert_eq!(response.status(), 401);
+    }
+    assert!(limited, "no ceiling over all addresses");
+}
+
 // ---------------------------------------------------------------- CSRF, tokens
 
 #[tokio::test]

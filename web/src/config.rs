@@ -323,9 +323,14 @@ pub struct AuthSettings {
     /// Hours a staff session stays valid after login.
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
-    /// Login attempts allowed per username per minute.
+    /// Login attempts allowed per username from one client IP per minute (failures from
+    /// one address cannot lock the account for everyone else).
     #[serde(default = "default_login_per_user")]
     pub login_per_user_per_minute: u32,
+    /// Login attempts allowed per username from all addresses together per minute: the
+    /// softer ceiling against guessing from many addresses.
+    #[serde(default = "default_login_per_account")]
+    pub login_per_account_per_minute: u32,
     /// Login attempts allowed per client IP per minute.
     #[serde(default = "default_login_per_ip")]
     pub login_per_ip_per_minute: u32,
@@ -336,6 +341,7 @@ impl Default for AuthSettings {
         AuthSettings {
             session_hours: default_session_hours(),
             login_per_user_per_minute: default_login_per_user(),
+            login_per_account_per_minute: default_login_per_account(),
             login_per_ip_per_minute: default_login_per_ip(),
         }
     }
@@ -349,6 +355,9 @@ pub enum LogFormat {
     Json,
 }
 
+fn default_login_per_account() -> u32 {
+    30
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -456,6 +465,10 @@ const ENV_KEYS: &[(&str, &str)] = &[
     (
         "GONGKAI_AUTH_LOGIN_PER_IP_PER_MINUTE",
         "auth.login_per_ip_per_minute",
+    ),
+    (
+        "GONGKAI_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE",
+        "auth.login_per_account_per_minute",
     ),
     (
         "GONGKAI_HUB_SENSITIVE_WORDS_FILE",
@@ -604,7 +617,10 @@ impl Settings {
         if self.auth.session_hours == 0 {
             return Err(invalid("auth.session_hours", "must be at least 1"));
         }
-        if self.auth.login_per_user_per_minute == 0 || self.auth.login_per_ip_per_minute == 0 {
+        if self.auth.login_per_user_per_minute == 0
+            || self.auth.login_per_ip_per_minute == 0
+            || self.auth.login_per_account_per_minute == 0
+        {
             return Err(invalid("auth.login_per_*_per_minute", "must be at least 1"));
         }
         if self

@@ -164,6 +164,7 @@ fn spawn_housekeeping(state: AppState) {
             }
             state.login_per_ip.prune();
             state.login_per_user.prune();
+            state.login_per_account.prune();
             state.ceremony.lookup_per_ip.prune();
             state.ceremony.lookup_per_child.prune();
         }

@@ -22,7 +22,10 @@ pub struct AppStateInner {
     pub store: Store,
     pub pages: Pages,
     pub metrics: Metrics,
+    /// Keyed by username and client IP.
     pub login_per_user: KeyedLimiter,
+    /// Keyed by username alone: the softer ceiling over all addresses.
+    pub login_per_account: KeyedLimiter,
     pub login_per_ip: KeyedLimiter,
     pub viewer_key: ViewerKey,
     /// Cancelled on SIGINT/SIGTERM: long-lived connections (WebSockets) close with
@@ -57,6 +60,8 @@ impl AppState {
         let options = HubOptions::from_settings(&settings.hub, bus.is_shared())?;
         let hub = Hub::new(store.clone(), bus, options, shutdown.clone());
         let login_per_user = KeyedLimiter::per_minute(settings.auth.login_per_user_per_minute);
+        let login_per_account =
+            KeyedLimiter::per_minute(settings.auth.login_per_account_per_minute);
         let login_per_ip = KeyedLimiter::per_minute(settings.auth.login_per_ip_per_minute);
         let sfu = crate::routes::media::sfu_from_settings(&settings)?;
         let ceremony = crate::ceremony::Ceremony::from_settings(&settings);
@@ -68,6 +73,7 @@ impl AppState {
             settings,
             store,
             login_per_user,
+            login_per_account,
             login_per_ip,
             viewer_key,
             shutdown,

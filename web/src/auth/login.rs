@@ -35,9 +35,7 @@ pub async fn login(
     if let Err(retry_after) = state.login_per_ip.check(&ip.to_string()) {
         return Err(ApiError::TooManyRequests { retry_after });
     }
-    if let Err(retry_after) = state.login_per_user.check(&username) {
-        return Err(ApiError::TooManyRequests { retry_after });
-    }
+    check_account_limits(state, &username, ip)?;
     let found = state.store.user_with_password(&username).await?;
     let password = password.to_owned();
     let (user, ok) = match found {
@@ -74,6 +72,20 @@ pub async fn login(
         csrf_token,
         max_age,
     })
+}
+
+/// The per-username limits of password guesses (logins, and password changes from an
+/// open session): per username from this address, and a softer ceiling per username over
+/// all addresses. An attacker's failures from one address do not lock the real user out
+/// from another.
+pub fn check_account_limits(state: &AppState, username: &str, ip: IpAddr) -> Result<(), ApiError> {
+    if let Err(retry_after) = state.login_per_user.check(&format!("{username}\n{ip}")) {
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+    if let Err(retry_after) = state.login_per_account.check(username) {
+        return Err(ApiError::TooManyRequests { retry_after });
+    }
+    Ok(())
 }
 
 pub fn set_session_cookies(state: &AppState, jar: CookieJar, session: &NewSession) -> CookieJar {

@@ -29,7 +29,8 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   max_body_bytes                  GONGKAI_MAX_BODY_BYTES          1048576
   metrics_token                   GONGKAI_METRICS_TOKEN           (unset: /metrics is open; set: Bearer token required)
   [auth] session_hours            GONGKAI_AUTH_SESSION_HOURS      12
-  [auth] login_per_user_per_minute GONGKAI_AUTH_LOGIN_PER_USER_PER_MINUTE 5
+  [auth] login_per_user_per_minute GONGKAI_AUTH_LOGIN_PER_USER_PER_MINUTE 5 (per username and address)
+  [auth] login_per_account_per_minute GONGKAI_AUTH_LOGIN_PER_ACCOUNT_PER_MINUTE 30 (per username, all addresses)
   [auth] login_per_ip_per_minute  GONGKAI_AUTH_LOGIN_PER_IP_PER_MINUTE   20
   [hub] sensitive_words_file      GONGKAI_HUB_SENSITIVE_WORDS_FILE (unset: no list)
   [hub] sensitive_mode            GONGKAI_HUB_SENSITIVE_MODE      mask | reject

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::ApiJson;
-use crate::auth::login::{clear_session_cookies, login, set_session_cookies};
+use crate::auth::login::{check_account_limits, clear_session_cookies, login, set_session_cookies};
 use crate::auth::{
     Authn, Caller, ClientIp, hash_password_off_thread, validate_password,
     verify_password_off_thread,
@@ -78,15 +78,14 @@ struct ChangePassword {
 async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
     jar: CookieJar,
     ApiJson(body): ApiJson<ChangePassword>,
 ) -> Result<impl IntoResponse, ApiError> {
     let username = caller.user.username;
     validate_password(&body.new_password).map_err(|m| ApiError::validation("new_password", m))?;
     // Guessing the current password from a session left open is limited like logging in.
-    if let Err(retry_after) = state.login_per_user.check(&username) {
-        return Err(ApiError::TooManyRequests { retry_after });
-    }
+    check_account_limits(&state, &username, ip)?;
     let Some((_, hash)) = state.store.user_with_password(&username).await? else {
         return Err(ApiError::Unauthorized(
             "the account no longer exists".into(),

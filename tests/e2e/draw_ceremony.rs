@@ -340,8 +340,22 @@ async fn the_whole_ceremony_over_the_api() {
     .await;
     assert_eq!(status, 201, "{twins}");
     assert_eq!(twins["receipts"].as_array().map(Vec::len), Some(2));
-    let (status, body) = apply(s.public.clone(), application(1, "王一", choices.clone())).await;
-    assert_eq!(status, 409, "the same child twice: {body}");
+    // The same child again is answered like any application (no oracle); the second
+    // application is withdrawn with its receipt (its conflict is the subject of
+    // `draw_review`).
+    let (status, again) = apply(s.public.clone(), application(1, "王一", choices.clone())).await;
+    assert_eq!(status, 201, "the same child twice: {again}");
+    let (status, body) = s
+        .public
+        .post(
+            &format!(
+                "/api/v1/draws/{draw_id}/applications/{}/withdraw",
+                again["app"].as_str().unwrap()
+            ),
+            json!({"salt": again["salt"], "child_id": child_id(1), "child_name": "王一"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let (status, body) = apply(
         s.public.clone(),
         json!({"child_id": "110105202000000000", "child_name": "错号", "choices": choices}),
@@ -490,6 +504,16 @@ async fn the_whole_ceremony_over_the_api() {
         )
         .await;
     assert_eq!(status, 401, "parents cannot import");
+
+    // The organiser's review: every application verified.
+    let (status, body) = s
+        .organiser
+        .post(
+            &format!("/api/v1/draws/{draw_id}/review"),
+            json!({"verify_all": true}),
+        )
+        .await;
+    assert_eq!((status, &body["verified"]), (200, &json!(10)), "{body}");
 
     // Closed: no more applications. Witnesses commit (one with their link, one through
     // the organiser).
@@ -1108,11 +1132,12 @@ async fn a_killed_server_continues_the_draw_with_identical_bytes() {
         base: app.base_url.clone(),
         ..api.clone()
     };
-    let (status, body) = s
-        .organiser
-        .post("/api/v1/draws", draw_body(draw_id, &event_id, false))
-        .await;
+    // Without a review step: every application counts.
+    let mut body = draw_body(draw_id, &event_id, false);
+    body["review"] = json!(false);
+    let (status, body) = s.organiser.post("/api/v1/draws", body).await;
     assert_eq!(status, 201, "{body}");
+    assert_eq!(body["review"], false, "{body}");
     app.kill_and_restart().await;
     let org = api(&app, &s.organiser);
     assert_eq!(state_of(&org, draw_id).await, "draft");
@@ -1356,12 +1381,9 @@ async fn a_void_draw_is_announced_again_with_new_commitments() {
     let event_id = create_event(&s.organiser).await;
     let draw_id = "kg-void";
     let org = &s.organiser;
-    assert_eq!(
-        org.post("/api/v1/draws", draw_body(draw_id, &event_id, false))
-            .await
-            .0,
-        201
-    );
+    let mut body = draw_body(draw_id, &event_id, false);
+    body["review"] = json!(false);
+    assert_eq!(org.post("/api/v1/draws", body).await.0, 201);
     assert_eq!(
         org.post(&format!("/api/v1/draws/{draw_id}/open"), json!({}))
             .await

@@ -20,12 +20,12 @@ const DRAW: &str = "e2e-pages-2030";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draw_ceremony_through_its_pages() {
-    // Three lookups of one child a minute: the proof, the lookup and a wrong name; the
-    // fourth is refused with Retry-After.
+    // Four lookups of one child a minute: the review status, the proof, the lookup and a
+    // wrong name; the fifth is refused with Retry-After.
     let app = TestApp::spawn_with(
         AppOptions::default()
             .env("GONGKAI_DRAW_PACE_MS", "20")
-            .env("GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE", "3"),
+            .env("GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE", "4"),
     )
     .await;
     app.create_user("orga", PASSWORD, &["organiser"]);
@@ -340,6 +340,33 @@ async fn flow(
         "after one withdrawal: {}",
         draw["applications"]
     );
+
+    // The review (资格审核) on the staff page: every pending application verified.
+    org.refresh().await?;
+    wait_visible(org, "#review-table tbody tr").await?;
+    org.find(Locator::Css("#review-verify-all"))
+        .await?
+        .click()
+        .await?;
+    org.accept_alert()
+        .await
+        .context("no confirmation before verifying all")?;
+    wait_text(org, "#review-done", "6").await?;
+    wait_text(org, ".review-count[data-status='verified']", "6").await?;
+    // The parent sees the review with the receipt.
+    correct(
+        parent,
+        (app_code.clone(), salt.clone()),
+        child_id.clone(),
+        child_name,
+    )
+    .await?;
+    parent
+        .find(Locator::Css("#status-submit"))
+        .await?
+        .click()
+        .await?;
+    wait_attr(parent, "#status-text", "data-status", "verified").await?;
 
     api(
         app,

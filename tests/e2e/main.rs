@@ -13,6 +13,7 @@ mod draw_applications;
 mod draw_ceremony;
 mod draw_cli;
 mod draw_pages;
+mod draw_review;
 mod draw_verifier;
 mod event_browser;
 mod foundation;

@@ -106,7 +106,12 @@
       $("apply-submit").disabled = true;
       const res = await D.call("POST", `/api/v1/draws/${encodeURIComponent(drawId)}/applications`, body);
       $("apply-submit").disabled = false;
-      if (!res.ok) { D.say(error, res.status === 409 ? errors.errConflict : D.formError(res, errors)); return; }
+      if (!res.ok) {
+        const why = res.status === 409 ? errors.errConflict
+          : res.status === 429 ? errors.errRate.replace("{n}", res.retryAfter || 60) : D.formError(res, errors);
+        D.say(error, why);
+        return;
+      }
       const names = kids.map((k) => k.child_name);
       showReceipts(res.data.receipts || [res.data], names);
       // The form (with the children's data) is cleared and gone: the receipt is shown once.
@@ -195,6 +200,22 @@
       child_name: $("correct-child-name").value.trim(),
     });
     const path = () => `/api/v1/draws/${encodeURIComponent(drawId)}/applications/${encodeURIComponent($("correct-app").value.trim().toUpperCase())}`;
+    // The review status (资格审核): pending, verified, or rejected with the reason.
+    $("status-submit").addEventListener("click", async () => {
+      D.say(error, ""); D.say(done, "");
+      $("status-result").hidden = true;
+      const res = await D.call("POST", `${path()}/status`, who());
+      if (!res.ok) {
+        D.say(error, res.status === 429 ? i18n.retry.replace("{n}", res.retryAfter || 60) : D.formError(res, errors));
+        return;
+      }
+      const text = $("status-text");
+      text.dataset.status = res.data.status;
+      text.textContent = res.data.status === "rejected" ? `${i18n.rejected} ${res.data.reason || ""}`
+        : res.data.status === "verified" ? i18n.verified : i18n.pending;
+      $("status-result").hidden = false;
+    });
+    if (!$("correct-submit")) { correct.addEventListener("submit", (ev) => ev.preventDefault()); return; }
     correct.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       D.say(error, ""); D.say(done, "");

@@ -44,6 +44,7 @@
           role: row.querySelector(".w-role").value.trim(),
         })),
         beacon_source: $("dr-beacon").value.trim() || null,
+        review: $("dr-review") ? $("dr-review").checked : true,
       };
       const times = { draw_time: iso("dr-time"), applications_open: iso("dr-open"), applications_close: iso("dr-close") };
       for (const [k, v] of Object.entries(times)) if (v) body[k] = v;
@@ -127,6 +128,74 @@
         };
         xhr.send(file);
       });
+    }
+
+    // ---- review (资格审核) -------------------------------------------------------
+    const review = $("review");
+    if (review) {
+      const i18n = $("review-i18n").dataset;
+      const table = $("review-table");
+      const error = $("review-error");
+      const done = $("review-done");
+      let filter = "";
+      const load = async () => {
+        const query = filter ? `?status=${encodeURIComponent(filter)}` : "";
+        const res = await D.call("GET", `${base}/applications${query}`);
+        if (!res.ok) { D.say(error, res.message); return; }
+        for (const c of review.querySelectorAll(".review-count")) c.textContent = res.data.counts[c.dataset.status] || 0;
+        const rows = res.data.applications.map((a) => {
+          const tr = D.el("tr");
+          tr.dataset.app = a.app;
+          tr.dataset.status = a.status;
+          const pick = D.el("input");
+          pick.type = "checkbox";
+          pick.className = "review-pick";
+          pick.value = a.app;
+          pick.setAttribute("aria-label", a.app);
+          const cell = D.el("td");
+          cell.append(pick);
+          const choices = (a.choices || []).map((c) => `${c.kg}:${c.class}`).join("; ");
+          const status = D.el("td", `review-status review-${a.status}`, i18n[a.status] || a.status);
+          tr.append(cell, D.el("td", null, a.app), D.el("td", null, a.masked_name), D.el("td", null, a.group ? "✔" : ""),
+            D.el("td", null, choices), status, D.el("td", "wrap", a.reason || ""), D.el("td", null, (a.conflicts_with || []).join(" ")));
+          return tr;
+        });
+        table.tBodies[0].replaceChildren(...rows);
+        $("review-empty").hidden = rows.length > 0;
+        const more = $("review-more");
+        more.hidden = res.data.total <= rows.length;
+        more.textContent = i18n.more.replace("{n}", rows.length);
+      };
+      $("review-filter").addEventListener("click", (ev) => {
+        const b = ev.target.closest(".review-filter");
+        if (!b) return;
+        filter = b.dataset.status;
+        for (const other of review.querySelectorAll(".review-filter")) other.setAttribute("aria-pressed", String(other === b));
+        load();
+      });
+      const picked = () => Array.from(table.querySelectorAll(".review-pick:checked"), (c) => c.value);
+      const send = async (body) => {
+        D.say(error, ""); D.say(done, "");
+        const res = await D.call("POST", `${base}/review`, body);
+        if (!res.ok) { D.say(error, res.message); return; }
+        D.say(done, i18n.done.replace("{v}", res.data.verified).replace("{r}", res.data.rejected));
+        load();
+      };
+      $("review-verify").addEventListener("click", () => {
+        const apps = picked();
+        if (apps.length) send({ verified: apps });
+      });
+      $("review-reject").addEventListener("click", () => {
+        const apps = picked();
+        if (!apps.length) return;
+        const reason = $("review-reason").value.trim();
+        if (!reason) { D.say(error, i18n.needReason); return; }
+        send({ rejected: apps.map((app) => ({ app, reason })) });
+      });
+      $("review-verify-all").addEventListener("click", (ev) => {
+        if (confirm(ev.target.dataset.confirm)) send({ verify_all: true });
+      });
+      load();
     }
 
     $("staff-witnesses").addEventListener("click", async (ev) => {

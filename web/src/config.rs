@@ -101,6 +101,12 @@ pub struct DrawSettings {
     /// at once).
     #[serde(default = "default_draw_pace_ms")]
     pub pace_ms: u64,
+    /// Applications (`POST /api/v1/draws/{id}/applications`) per client IP per minute.
+    #[serde(default = "default_apply_per_ip")]
+    pub apply_per_ip_per_minute: u32,
+    /// Applications per child ID number per minute (counted under a keyed hash).
+    #[serde(default = "default_apply_per_child")]
+    pub apply_per_child_per_minute: u32,
 }
 
 impl Default for DrawSettings {
@@ -109,8 +115,18 @@ impl Default for DrawSettings {
             organiser_key_file: None,
             records_key_file: None,
             pace_ms: default_draw_pace_ms(),
+            apply_per_ip_per_minute: default_apply_per_ip(),
+            apply_per_child_per_minute: default_apply_per_child(),
         }
     }
+}
+
+fn default_apply_per_ip() -> u32 {
+    30
+}
+
+fn default_apply_per_child() -> u32 {
+    5
 }
 
 fn default_draw_pace_ms() -> u64 {
@@ -499,6 +515,14 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("GONGKAI_DRAW_RECORDS_KEY_FILE", "draw.records_key_file"),
     ("GONGKAI_DRAW_PACE_MS", "draw.pace_ms"),
     (
+        "GONGKAI_DRAW_APPLY_PER_IP_PER_MINUTE",
+        "draw.apply_per_ip_per_minute",
+    ),
+    (
+        "GONGKAI_DRAW_APPLY_PER_CHILD_PER_MINUTE",
+        "draw.apply_per_child_per_minute",
+    ),
+    (
         "GONGKAI_LOOKUP_PER_IP_PER_MINUTE",
         "lookup.per_ip_per_minute",
     ),
@@ -632,6 +656,9 @@ impl Settings {
                 "metrics_token",
                 "must be at least 16 characters when set",
             ));
+        }
+        if self.draw.apply_per_ip_per_minute == 0 || self.draw.apply_per_child_per_minute == 0 {
+            return Err(invalid("draw.apply_per_*_per_minute", "must be at least 1"));
         }
         if self.max_body_bytes < 1024 {
             return Err(invalid("max_body_bytes", "must be at least 1024"));

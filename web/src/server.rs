@@ -167,6 +167,8 @@ fn spawn_housekeeping(state: AppState) {
             state.login_per_account.prune();
             state.ceremony.lookup_per_ip.prune();
             state.ceremony.lookup_per_child.prune();
+            state.ceremony.apply_per_ip.prune();
+            state.ceremony.apply_per_child.prune();
         }
     });
 }

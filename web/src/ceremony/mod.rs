@@ -23,7 +23,7 @@ use lottery::KeyFile;
 
 use crate::auth::KeyedLimiter;
 use crate::config::Settings;
-pub use cache::DrawCache;
+pub use cache::{DrawCache, LeafSet};
 use records::RecordsKey;
 
 /// Keys, limiters and caches of the draw ceremonies. One per process.
@@ -34,6 +34,8 @@ pub struct Ceremony {
     records: Mutex<Option<RecordsKey>>,
     pub lookup_per_ip: KeyedLimiter,
     pub lookup_per_child: KeyedLimiter,
+    pub apply_per_ip: KeyedLimiter,
+    pub apply_per_child: KeyedLimiter,
     pub cache: DrawCache,
     pub pace: Duration,
     /// Draws this process is playing out right now.
@@ -77,6 +79,8 @@ impl Ceremony {
             records: Mutex::new(None),
             lookup_per_ip: KeyedLimiter::per_minute(settings.lookup.per_ip_per_minute),
             lookup_per_child: KeyedLimiter::per_minute(settings.lookup.per_child_per_minute),
+            apply_per_ip: KeyedLimiter::per_minute(draw.apply_per_ip_per_minute),
+            apply_per_child: KeyedLimiter::per_minute(draw.apply_per_child_per_minute),
             cache: DrawCache::default(),
             pace: Duration::from_millis(draw.pace_ms),
             playing: Mutex::new(HashSet::new()),

@@ -54,6 +54,8 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [draw] organiser_key_file       GONGKAI_DRAW_ORGANISER_KEY_FILE <data_dir>/organiser.key (created 0600)
   [draw] records_key_file         GONGKAI_DRAW_RECORDS_KEY_FILE   <data_dir>/records.key (created 0600)
   [draw] pace_ms                  GONGKAI_DRAW_PACE_MS            200
+  [draw] apply_per_ip_per_minute  GONGKAI_DRAW_APPLY_PER_IP_PER_MINUTE 30
+  [draw] apply_per_child_per_minute GONGKAI_DRAW_APPLY_PER_CHILD_PER_MINUTE 5
   [lookup] per_ip_per_minute      GONGKAI_LOOKUP_PER_IP_PER_MINUTE 10
   [lookup] per_child_per_minute   GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE 10
   [media] recording               GONGKAI_MEDIA_RECORDING         true (one WebM file per publisher session)

@@ -90,6 +90,15 @@ pub struct DrawSetup {
     /// until `applications_close` (when set) while the draw is `open`.
     pub applications_open: Option<i64>,
     pub applications_close: Option<i64>,
+    /// Whether organisers review applications (资格审核) before they count: only verified
+    /// applications enter the announced leaves. `false`: every application counts as
+    /// verified unless it is in conflict. Draws stored before this setting review.
+    #[serde(default = "review_by_default")]
+    pub review: bool,
+}
+
+fn review_by_default() -> bool {
+    true
 }
 
 /// `POST /api/v1/draws`.
@@ -113,6 +122,9 @@ pub struct DrawInput {
     pub applications_open: Option<String>,
     #[serde(default)]
     pub applications_close: Option<String>,
+    /// Default `true`.
+    #[serde(default)]
+    pub review: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +295,7 @@ impl DrawDraft {
                 draw_time,
                 applications_open,
                 applications_close,
+                review: input.review.unwrap_or(true),
             },
         })
     }

@@ -21,9 +21,10 @@ use crate::ceremony::records::ChildRecord;
 use crate::ceremony::{playout, steps};
 use crate::domain::draw::{DrawDraft, DrawInput, DrawState, mask_name, spec_time};
 use crate::domain::event::{EventId, EventKind};
+use crate::domain::review::{Status, statuses};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{DrawRow, StepWrite, StoredApplication, now_ms};
+use crate::store::{CloseOutcome, DrawRow, ReviewOutcome, StepWrite, StoredApplication, now_ms};
 
 /// CSV uploads may be large (a district's applications); JSON bodies keep the default.
 const MAX_CSV_BYTES: usize = 256 * 1024 * 1024;
@@ -37,7 +38,11 @@ pub fn routes() -> Router<AppState> {
         .route("/draws/{id}/announce", post(announce))
         .route("/draws/{id}/void", post(void))
         .route("/draws/{id}/draw", post(draw))
-        .route("/draws/{id}/applications", post(apply))
+        .route(
+            "/draws/{id}/applications",
+            get(list_applications).post(apply),
+        )
+        .route("/draws/{id}/review", post(review))
         .route(
             "/draws/{id}/applications/import",
             post(import).layer(DefaultBodyLimit::max(MAX_CSV_BYTES)),
@@ -47,6 +52,10 @@ pub fn routes() -> Router<AppState> {
             axum::routing::patch(correct),
         )
         .route("/draws/{id}/applications/{app}/withdraw", post(withdraw))
+        .route(
+            "/draws/{id}/applications/{app}/status",
+            post(application_status),
+        )
         .route("/draws/{id}/private", get(private_file))
         .route("/draws/{id}/witnesses/{index}/commitment", post(commitment))
         .route("/draws/{id}/witnesses/{index}/reveal", post(reveal))
@@ -253,6 +262,7 @@ pub(super) async fn draw_view(
         "applications_open": setup.applications_open.and_then(spec_time),
         "applications_close": setup.applications_close.and_then(spec_time),
         "applications": applications,
+        "review": setup.review,
         "witnesses": witnesses.iter().map(|w| json!({
             "index": w.index,
             "name": w.name,
@@ -336,17 +346,30 @@ async fn close(
 ) -> Result<impl IntoResponse, ApiError> {
     may_organise(&caller)?;
     let draw = load(&state, &id).await?;
-    let count = state.store.application_count(&draw.id).await?;
-    step(
-        &state,
-        &caller,
-        &draw,
-        DrawState::Open,
-        DrawState::Closed,
-        StepWrite::default(),
-        &format!("{count} application(s)"),
-    )
-    .await?;
+    if draw.state != DrawState::Open {
+        return Err(wrong_state(&draw, "open"));
+    }
+    match state
+        .store
+        .close_draw(&draw.id, &caller.user.username, now_ms())
+        .await?
+    {
+        CloseOutcome::Closed(_) => {}
+        CloseOutcome::NotOpen => {
+            return Err(ApiError::Conflict(
+                "the draw is no longer open: someone else moved it on".into(),
+            ));
+        }
+        CloseOutcome::Conflicts(n) => {
+            return Err(ApiError::State {
+                code: "conflicts_unresolved",
+                message: format!(
+                    "{n} application(s) are in conflict (two or more applications for one child): review them (reject all but one) before closing"
+                ),
+                retry_after: None,
+            });
+        }
+    }
     let draw = load(&state, &id).await?;
     Ok(axum::Json(draw_view(&state, &draw, true).await?))
 }
@@ -368,7 +391,9 @@ async fn announce(
             w.index, w.name
         )));
     }
-    let rows = state.store.applications(&draw.id).await?;
+    // Only verified applications enter the leaves (pending and rejected ones are left out;
+    // a conflict cannot remain once the draw is closed).
+    let rows = counted_applications(&state, &draw).await?;
     let key = state.ceremony.records_key()?;
     let organiser = state.ceremony.organiser_key()?;
     let draw_for_task = draw.clone();
@@ -647,11 +672,20 @@ fn applications_open_now(draw: &DrawRow) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `POST /draws/{id}/applications`. The answer never tells whether the child already
+/// applied: a second application for a child is stored like the first (both are then in
+/// conflict for the organiser's review), and gets the same 201 and receipt.
 async fn apply(
     State(state): State<AppState>,
+    ip: ClientIp,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
+    state
+        .ceremony
+        .apply_per_ip
+        .check(&ip.0.to_string())
+        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
     let draw = load_public(&state, &id).await?;
     applications_open_now(&draw)?;
     let choices = choices_of(&body, &draw)?;
@@ -681,6 +715,13 @@ async fn apply(
         ));
     }
     let key = state.ceremony.records_key()?;
+    for (child_id, _) in &children {
+        state
+            .ceremony
+            .apply_per_child
+            .check(&key.limiter_key(child_id.as_str()))
+            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+    }
     let mut rng = rand_core::OsRng;
     let choices_json = serde_json::to_string(&choices).map_err(anyhow::Error::new)?;
     let mut receipts = Vec::new();
@@ -701,9 +742,10 @@ async fn apply(
     for ((child_id, child_name), app) in children.into_iter().zip(apps) {
         let salt = lottery::Salt::generate(&mut rng);
         let app = app.to_string();
-        rows.push(StoredApplication {
-            child_key: key.child_key(&draw.id, child_id.as_str()),
-            sealed: key.seal(
+        rows.push(StoredApplication::new(
+            app.clone(),
+            key.child_key(&draw.id, child_id.as_str()),
+            key.seal(
                 &draw.id,
                 &app,
                 &ChildRecord {
@@ -712,22 +754,21 @@ async fn apply(
                     salt,
                 },
             ),
-            app: app.clone(),
-            choices: choices_json.clone(),
-            group: group.clone(),
-        });
+            choices_json.clone(),
+            group.clone(),
+        ));
         receipts.push(json!({"draw_id": draw.id, "app": app, "salt": salt.to_hex()}));
     }
     let inserted = state
         .store
-        .insert_applications(&draw.id, &rows, "parent", "application.create", now_ms())
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => ApiError::Conflict(
-                "this child already has an application in this draw (correct or withdraw it with its receipt)".into(),
-            ),
-            other => other.into(),
-        })?;
+        .insert_applications(
+            &draw.id,
+            &rows,
+            false,
+            ("parent", "application.create"),
+            now_ms(),
+        )
+        .await?;
     if !inserted {
         return Err(ApiError::Conflict(
             "applications are not being accepted: the draw is no longer open".into(),
@@ -833,6 +874,233 @@ async fn withdraw(
     Ok(axum::Json(json!({"draw_id": draw.id, "withdrawn": apps})))
 }
 
+/// `POST /draws/{id}/applications/{app}/status`: the parent, with the receipt, sees the
+/// review of their application. A conflict reads as `pending` (telling it would tell
+/// whoever holds a receipt that someone else applied for the same child). Limited like
+/// lookups.
+async fn application_status(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    Path((id, app)): Path<(String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_limits(&state, &ip, body.get("child_id").and_then(Value::as_str))?;
+    let draw = load_public(&state, &id).await?;
+    let app = app.trim().to_ascii_uppercase();
+    let (stored, record) = own_application(&state, &draw, &app, &body).await?;
+    let rows = state.store.applications(&draw.id).await?;
+    let reviewed: Vec<_> = rows.iter().map(StoredApplication::reviewed).collect();
+    let status = statuses(&reviewed, draw.setup.review)
+        .get(&stored.app)
+        .map_or(Status::Pending, |s| s.0)
+        .for_parent();
+    let choices: Value = serde_json::from_str(&stored.choices).unwrap_or(Value::Null);
+    Ok(no_store(axum::Json(json!({
+        "draw_id": draw.id,
+        "app": stored.app,
+        "masked_name": mask_name(record.child_name.as_str()),
+        "status": status,
+        "reason": if status == Status::Rejected { stored.review_reason.clone() } else { None },
+        "choices": choices,
+        "draw_state": draw.state,
+    }))))
+}
+
+#[derive(Debug, Deserialize)]
+struct ApplicationsQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    offset: Option<usize>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+const LIST_LIMIT: usize = 1000;
+const LIST_MAX: usize = 10_000;
+
+/// `GET /draws/{id}/applications?status=pending|conflict|verified|rejected`: the
+/// organiser's review list, names masked, with each status's count.
+async fn list_applications(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ApplicationsQuery>,
+) -> Result<Response, ApiError> {
+    may_organise(&caller)?;
+    let wanted = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => Some(Status::parse(text).ok_or_else(|| {
+            ApiError::validation(
+                "status",
+                "status must be pending, conflict, verified or rejected",
+            )
+        })?),
+    };
+    let draw = load(&state, &id).await?;
+    let rows = state.store.applications(&draw.id).await?;
+    let reviewed: Vec<_> = rows.iter().map(StoredApplication::reviewed).collect();
+    let status = statuses(&reviewed, draw.setup.review);
+    let mut counts: BTreeMap<&str, usize> = Status::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for (s, _) in status.values() {
+        *counts.entry(s.as_str()).or_default() += 1;
+    }
+    let matching: Vec<&StoredApplication> = rows
+        .iter()
+        .filter(|a| wanted.is_none_or(|w| status.get(&a.app).map(|s| s.0) == Some(w)))
+        .collect();
+    let offset = query.offset.unwrap_or(0);
+    let limit = query.limit.unwrap_or(LIST_LIMIT).min(LIST_MAX);
+    let key = state.ceremony.records_key()?;
+    let mut items = Vec::new();
+    for a in matching.iter().skip(offset).take(limit) {
+        let record = key
+            .open(&draw.id, &a.app, &a.sealed)
+            .map_err(anyhow::Error::new)?;
+        let (s, with) = status
+            .get(&a.app)
+            .cloned()
+            .unwrap_or((Status::Pending, Vec::new()));
+        let choices: Value = serde_json::from_str(&a.choices).unwrap_or(Value::Null);
+        items.push(json!({
+            "app": a.app,
+            "masked_name": mask_name(record.child_name.as_str()),
+            "group": a.group,
+            "choices": choices,
+            "status": s,
+            "reason": a.review_reason,
+            "conflicts_with": with,
+            "created_at": a.created_at,
+        }));
+    }
+    Ok(no_store(axum::Json(json!({
+        "draw_id": draw.id,
+        "review": draw.setup.review,
+        "counts": counts,
+        "total": matching.len(),
+        "offset": offset,
+        "applications": items,
+    }))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewInput {
+    #[serde(default)]
+    verified: Vec<String>,
+    #[serde(default)]
+    rejected: Vec<RejectInput>,
+    #[serde(default)]
+    verify_all: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectInput {
+    app: String,
+    reason: String,
+}
+
+const MAX_REASON: usize = 200;
+const MAX_REVIEWED: usize = 100_000;
+
+/// `POST /draws/{id}/review`: the organiser's review (documents checked offline):
+/// `{"verified": [app, ...], "rejected": [{"app", "reason"}, ...]}` and/or
+/// `{"verify_all": true}` (every pending application not in conflict). One transaction;
+/// a group of twins/multiples is reviewed as one.
+async fn review(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<ReviewInput>,
+) -> Result<impl IntoResponse, ApiError> {
+    may_organise(&caller)?;
+    if input.verified.is_empty() && input.rejected.is_empty() && !input.verify_all {
+        return Err(ApiError::validation(
+            "verified",
+            "name applications to verify or reject, or send verify_all",
+        ));
+    }
+    if input.verified.len() + input.rejected.len() > MAX_REVIEWED {
+        return Err(ApiError::validation(
+            "verified",
+            format!("at most {MAX_REVIEWED} applications in one review"),
+        ));
+    }
+    let code = |field: &str, text: &str| {
+        AppCode::parse(text.trim())
+            .map(|c| c.to_string())
+            .map_err(|_| ApiError::validation(field, "not an application code"))
+    };
+    let verified = input
+        .verified
+        .iter()
+        .enumerate()
+        .map(|(i, app)| code(&format!("verified[{i}]"), app))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rejected = Vec::with_capacity(input.rejected.len());
+    for (i, r) in input.rejected.iter().enumerate() {
+        let app = code(&format!("rejected[{i}].app"), &r.app)?;
+        let reason = r.reason.trim();
+        if reason.is_empty()
+            || reason.chars().count() > MAX_REASON
+            || reason.chars().any(char::is_control)
+        {
+            return Err(ApiError::validation(
+                &format!("rejected[{i}].reason"),
+                format!("a reason is 1 to {MAX_REASON} characters, without control characters"),
+            ));
+        }
+        if verified.contains(&app) {
+            return Err(ApiError::validation(
+                &format!("rejected[{i}].app"),
+                format!("{app} is both verified and rejected"),
+            ));
+        }
+        rejected.push((app, reason.to_owned()));
+    }
+    let draw = load(&state, &id).await?;
+    let outcome = state
+        .store
+        .review_applications(
+            &draw.id,
+            &verified,
+            &rejected,
+            input.verify_all,
+            &caller.user.username,
+            now_ms(),
+        )
+        .await?;
+    let (verified, rejected) = match outcome {
+        ReviewOutcome::Done { verified, rejected } => (verified, rejected),
+        ReviewOutcome::WrongState => {
+            return Err(ApiError::Conflict(format!(
+                "the draw is {}; applications are reviewed while it is open or closed, before the announcement",
+                draw.state
+            )));
+        }
+        ReviewOutcome::Unknown(apps) => {
+            return Err(ApiError::validation(
+                "verified",
+                format!("no such application in this draw: {}", apps.join(" ")),
+            ));
+        }
+        ReviewOutcome::InConflict(apps) => {
+            return Err(ApiError::State {
+                code: "in_conflict",
+                message: format!(
+                    "{} would be verified while another application for the same child is not rejected: reject the others first (in the same review if you like)",
+                    apps.join(" ")
+                ),
+                retry_after: None,
+            });
+        }
+    };
+    Ok(axum::Json(
+        json!({"draw_id": draw.id, "verified": verified, "rejected": rejected}),
+    ))
+}
+
 async fn import(
     State(state): State<AppState>,
     caller: Caller,
@@ -878,9 +1146,10 @@ async fn import(
             };
             stored.push((
                 line,
-                StoredApplication {
-                    child_key: key_for_task.child_key(&draw_id, application.child_id.as_str()),
-                    sealed: key_for_task.seal(
+                StoredApplication::new(
+                    app.clone(),
+                    key_for_task.child_key(&draw_id, application.child_id.as_str()),
+                    key_for_task.seal(
                         &draw_id,
                         &app,
                         &ChildRecord {
@@ -889,10 +1158,9 @@ async fn import(
                             salt: application.salt,
                         },
                     ),
-                    app,
-                    choices: serde_json::to_string(&application.choices).unwrap_or_default(),
+                    serde_json::to_string(&application.choices).unwrap_or_default(),
                     group,
-                },
+                ),
             ));
         }
         Ok::<_, lottery::import::ImportErrors>(stored)
@@ -928,11 +1196,18 @@ async fn import(
         .insert_applications(
             &draw.id,
             &applications,
-            &caller.user.username,
-            "application.import",
+            true,
+            (&caller.user.username, "application.import"),
             now_ms(),
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => ApiError::Conflict(
+                "a child of this file applied meanwhile; nothing was imported: upload it again"
+                    .into(),
+            ),
+            other => other.into(),
+        })?;
     if !inserted {
         return Err(ApiError::Conflict("the draw is no longer open".into()));
     }
@@ -952,7 +1227,15 @@ async fn private_file(
             "the private file is available once the draw is announced".into(),
         ));
     }
-    let rows = state.store.applications(&draw.id).await?;
+    // Exactly the applications behind the announced leaves.
+    let announced = announced_apps(&state, &draw)?;
+    let rows: Vec<StoredApplication> = state
+        .store
+        .applications(&draw.id)
+        .await?
+        .into_iter()
+        .filter(|a| announced.contains(&a.app))
+        .collect();
     let key = state.ceremony.records_key()?;
     let draw_id = lottery::DrawId::parse(&draw.id).map_err(|e| anyhow::anyhow!("{e}"))?;
     let id_for_task = draw.id.clone();
@@ -1216,7 +1499,48 @@ fn no_match() -> ApiError {
     ApiError::NotFound("an application matching this ID number and name".into())
 }
 
-/// Finds the child's application; any mismatch is the same `no_match`.
+/// The draw's announced leaves (parsed once per announcement).
+fn leaf_set(state: &AppState, draw: &DrawRow) -> Result<Arc<crate::ceremony::LeafSet>, ApiError> {
+    let (Some(leaves_json), Some(hash), true) = (
+        draw.leaves.as_deref(),
+        draw.announcement_hash.as_deref(),
+        draw.state.is_announced(),
+    ) else {
+        return Err(ApiError::Conflict("the draw is not announced yet".into()));
+    };
+    Ok(state
+        .ceremony
+        .cache
+        .leaves(&draw.id, hash, || steps::leaf_set(leaves_json))?)
+}
+
+/// The application codes of the announced leaves.
+fn announced_apps(state: &AppState, draw: &DrawRow) -> Result<BTreeSet<String>, ApiError> {
+    Ok(leaf_set(state, draw)?
+        .leaves
+        .iter()
+        .map(|leaf| leaf.app.to_string())
+        .collect())
+}
+
+/// The applications that count: verified (by the organiser, or every application not in
+/// conflict when the draw has no review step).
+async fn counted_applications(
+    state: &AppState,
+    draw: &DrawRow,
+) -> Result<Vec<StoredApplication>, ApiError> {
+    let rows = state.store.applications(&draw.id).await?;
+    let reviewed: Vec<_> = rows.iter().map(StoredApplication::reviewed).collect();
+    let status = statuses(&reviewed, draw.setup.review);
+    Ok(rows
+        .into_iter()
+        .filter(|a| status.get(&a.app).map(|s| s.0) == Some(Status::Verified))
+        .collect())
+}
+
+/// Finds the child's application among the announced leaves (a child may have had
+/// several applications, of which at most one was verified); any mismatch is the same
+/// `no_match`.
 async fn find_child(
     state: &AppState,
     draw: &DrawRow,
@@ -1230,20 +1554,22 @@ async fn find_child(
         return Err(no_match());
     };
     let key = state.ceremony.records_key()?;
-    let Some(stored) = state
+    let announced = announced_apps(state, draw)?;
+    for stored in state
         .store
-        .application_by_child(&draw.id, &key.child_key(&draw.id, child_id.as_str()))
+        .applications_by_child(&draw.id, &key.child_key(&draw.id, child_id.as_str()))
         .await?
-    else {
-        return Err(no_match());
-    };
-    let record = key
-        .open(&draw.id, &stored.app, &stored.sealed)
-        .map_err(anyhow::Error::new)?;
-    if record.child_id != child_id || record.child_name != child_name {
-        return Err(no_match());
+        .into_iter()
+        .filter(|a| announced.contains(&a.app))
+    {
+        let record = key
+            .open(&draw.id, &stored.app, &stored.sealed)
+            .map_err(anyhow::Error::new)?;
+        if record.child_id == child_id && record.child_name == child_name {
+            return Ok((stored, record));
+        }
     }
-    Ok((stored, record))
+    Err(no_match())
 }
 
 async fn proof(
@@ -1254,23 +1580,13 @@ async fn proof(
 ) -> Result<impl IntoResponse, ApiError> {
     check_limits(&state, &ip, body.get("child_id").and_then(Value::as_str))?;
     let draw = load_public(&state, &id).await?;
-    let (Some(leaves_json), Some(hash), true) = (
-        draw.leaves.as_deref(),
-        draw.announcement_hash.as_deref(),
-        draw.state.is_announced(),
-    ) else {
-        return Err(ApiError::Conflict("the draw is not announced yet".into()));
-    };
+    let set = leaf_set(&state, &draw)?;
+    let hash = draw.announcement_hash.clone().unwrap_or_default();
     let (stored, _) = find_child(&state, &draw, &body).await?;
     let app = body.get("app").and_then(Value::as_str).unwrap_or("");
     if !app.trim().eq_ignore_ascii_case(&stored.app) {
         return Err(no_match());
     }
-    let leaves_owned = leaves_json.to_owned();
-    let set = state
-        .ceremony
-        .cache
-        .leaves(&draw.id, hash, || steps::leaf_set(&leaves_owned))?;
     let app_code = AppCode::parse(&stored.app).map_err(|e| anyhow::anyhow!("{e}"))?;
     let index = set
         .leaves

@@ -12,6 +12,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreError, StoreResult, is_unique_violation};
 use crate::domain::draw::{DrawSetup, DrawState};
+use crate::domain::review::{Mark, Reviewed, Status, statuses};
 
 /// A draw as stored.
 #[derive(Debug, Clone)]
@@ -45,6 +46,66 @@ pub struct StoredApplication {
     pub sealed: String,
     pub choices: String,
     pub group: String,
+    /// The organiser's review mark (a new application is always stored `Pending`).
+    pub review: Mark,
+    /// Why it was rejected.
+    pub review_reason: Option<String>,
+    pub created_at: i64,
+}
+
+impl StoredApplication {
+    /// A new application (pending review).
+    pub fn new(
+        app: String,
+        child_key: String,
+        sealed: String,
+        choices: String,
+        group: String,
+    ) -> Self {
+        StoredApplication {
+            app,
+            child_key,
+            sealed,
+            choices,
+            group,
+            review: Mark::Pending,
+            review_reason: None,
+            created_at: 0,
+        }
+    }
+
+    pub fn reviewed(&self) -> Reviewed {
+        Reviewed {
+            app: self.app.clone(),
+            child_key: self.child_key.clone(),
+            group: self.group.clone(),
+            mark: self.review,
+        }
+    }
+}
+
+/// What a close found (`Store::close_draw`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// Closed, with this many applications.
+    Closed(i64),
+    /// The draw was not open.
+    NotOpen,
+    /// Refused: this many applications are in conflict (same child, none rejected).
+    Conflicts(i64),
+}
+
+/// What a review changed (`Store::review_applications`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReviewOutcome {
+    /// Applied: this many applications verified, this many rejected.
+    Done { verified: usize, rejected: usize },
+    /// The draw is neither open nor closed.
+    WrongState,
+    /// Nothing changed: these applications do not exist in the draw.
+    Unknown(Vec<String>),
+    /// Nothing changed: these applications to verify would still be in conflict.
+    InConflict(Vec<String>),
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -80,6 +141,9 @@ pub struct StepWrite {
     pub transcript_hash: Option<String>,
     pub countersigned: Option<String>,
 }
+
+const APPLICATION_COLUMNS: &str =
+    "app, child_key, sealed, choices, grp, review, review_reason, created_at";
 
 const COLUMNS: &str = "id, title, event_id, state, setup, round, announcement, announcement_hash, organiser_key, beacon_text, transcript, transcript_hash, countersigned, leaves, played, playout_node, playout_heartbeat, created_at, updated_at";
 
@@ -352,15 +416,17 @@ impl Store {
 
     // --- applications -------------------------------------------------------------
 
-    /// Inserts applications (one child each) in one transaction, only while the draw is
-    /// `open`. `Err(Conflict)`: a child already has an application (nothing written).
-    /// `Ok(false)`: the draw is not open.
+    /// Inserts applications (one child each, pending review) in one transaction, only
+    /// while the draw is `open`. A child who already applied gets a second application
+    /// (both are then in conflict), unless `exclusive` (the organiser's import): then
+    /// `Err(Conflict)` when a child already has an application that is not rejected, and
+    /// nothing is written. `Ok(false)`: the draw is not open.
     pub async fn insert_applications(
         &self,
         draw_id: &str,
         applications: &[StoredApplication],
-        actor: &str,
-        action: &str,
+        exclusive: bool,
+        (actor, action): (&str, &str),
         now: i64,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
@@ -368,9 +434,21 @@ impl Store {
             return Ok(false);
         }
         for a in applications {
+            if exclusive {
+                let taken: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM draw_applications WHERE draw_id = $1 AND child_key = $2 AND review <> 'rejected'",
+                )
+                .bind(draw_id)
+                .bind(&a.child_key)
+                .fetch_one(&mut *tx)
+                .await?;
+                if taken > 0 {
+                    return Err(StoreError::Conflict("an application for this child"));
+                }
+            }
             let inserted = sqlx::query(
-                "INSERT INTO draw_applications (draw_id, app, child_key, sealed, choices, grp, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                "INSERT INTO draw_applications (draw_id, app, child_key, sealed, choices, grp, created_at, updated_at, review)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 'pending')",
             )
             .bind(draw_id)
             .bind(&a.app)
@@ -383,7 +461,7 @@ impl Store {
             .await;
             if let Err(e) = inserted {
                 return Err(if is_unique_violation(&e) {
-                    StoreError::Conflict("an application for this child")
+                    StoreError::Conflict("an application with this code")
                 } else {
                     e.into()
                 });
@@ -394,7 +472,7 @@ impl Store {
             draw_id,
             actor,
             action,
-            &format!("{} application(s)", applications.len()),
+            &apps_detail(applications.iter().map(|a| a.app.as_str())),
             now,
         )
         .await?;
@@ -402,7 +480,7 @@ impl Store {
         Ok(true)
     }
 
-    /// Which of `child_keys` already have an application in the draw.
+    /// Which of `child_keys` already have an application in the draw that is not rejected.
     pub async fn existing_child_keys(
         &self,
         draw_id: &str,
@@ -413,7 +491,7 @@ impl Store {
             let placeholders: Vec<String> =
                 (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
-                "SELECT child_key FROM draw_applications WHERE draw_id = $1 AND child_key IN ({})",
+                "SELECT child_key FROM draw_applications WHERE draw_id = $1 AND review <> 'rejected' AND child_key IN ({})",
                 placeholders.join(",")
             );
             let mut query = sqlx::query(&sql).bind(draw_id);
@@ -427,19 +505,20 @@ impl Store {
         Ok(found)
     }
 
-    pub async fn application_by_child(
+    /// Every application for one child (more than one: a conflict), ordered by app.
+    pub async fn applications_by_child(
         &self,
         draw_id: &str,
         child_key: &str,
-    ) -> StoreResult<Option<StoredApplication>> {
-        let row = sqlx::query(
-            "SELECT app, child_key, sealed, choices, grp FROM draw_applications WHERE draw_id = $1 AND child_key = $2",
-        )
+    ) -> StoreResult<Vec<StoredApplication>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {APPLICATION_COLUMNS} FROM draw_applications WHERE draw_id = $1 AND child_key = $2 ORDER BY app"
+        ))
         .bind(draw_id)
         .bind(child_key)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        row.as_ref().map(application_from_row).transpose()
+        rows.iter().map(application_from_row).collect()
     }
 
     pub async fn application_by_app(
@@ -447,9 +526,9 @@ impl Store {
         draw_id: &str,
         app: &str,
     ) -> StoreResult<Option<StoredApplication>> {
-        let row = sqlx::query(
-            "SELECT app, child_key, sealed, choices, grp FROM draw_applications WHERE draw_id = $1 AND app = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {APPLICATION_COLUMNS} FROM draw_applications WHERE draw_id = $1 AND app = $2"
+        ))
         .bind(draw_id)
         .bind(app)
         .fetch_optional(&self.pool)
@@ -457,10 +536,11 @@ impl Store {
         row.as_ref().map(application_from_row).transpose()
     }
 
+    /// Every application of the draw, whatever its review, ordered by app.
     pub async fn applications(&self, draw_id: &str) -> StoreResult<Vec<StoredApplication>> {
-        let rows = sqlx::query(
-            "SELECT app, child_key, sealed, choices, grp FROM draw_applications WHERE draw_id = $1 ORDER BY app",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {APPLICATION_COLUMNS} FROM draw_applications WHERE draw_id = $1 ORDER BY app"
+        ))
         .bind(draw_id)
         .fetch_all(&self.pool)
         .await?;
@@ -477,7 +557,9 @@ impl Store {
     }
 
     /// Changes the choices of every application in `apps` (a child, or a whole group),
-    /// only while the draw is open.
+    /// only while the draw is open. The choices claim priority classes the organiser
+    /// checks, so a corrected application is pending review again (a rejected one stays
+    /// rejected).
     pub async fn update_application_choices(
         &self,
         draw_id: &str,
@@ -492,7 +574,9 @@ impl Store {
         }
         for app in apps {
             sqlx::query(
-                "UPDATE draw_applications SET choices = $1, updated_at = $2 WHERE draw_id = $3 AND app = $4",
+                "UPDATE draw_applications SET choices = $1, updated_at = $2,
+                   review = CASE WHEN review = 'rejected' THEN review ELSE 'pending' END
+                 WHERE draw_id = $3 AND app = $4",
             )
             .bind(choices)
             .bind(now)
@@ -506,7 +590,7 @@ impl Store {
             draw_id,
             actor,
             "application.correct",
-            &format!("{} application(s)", apps.len()),
+            &apps_detail(apps.iter().map(String::as_str)),
             now,
         )
         .await?;
@@ -538,7 +622,7 @@ impl Store {
             draw_id,
             actor,
             "application.withdraw",
-            &format!("{} application(s)", apps.len()),
+            &apps_detail(apps.iter().map(String::as_str)),
             now,
         )
         .await?;
@@ -555,6 +639,197 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(r.try_get("app")?)).collect()
+    }
+
+    // --- review -------------------------------------------------------------------
+
+    /// Closes the draw (`open` → `closed`) unless applications are in conflict. The draw's
+    /// row is taken first, so every application write that began before has committed and
+    /// is seen by the conflict check, and none can begin after.
+    pub async fn close_draw(&self, id: &str, actor: &str, now: i64) -> StoreResult<CloseOutcome> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE draws SET state = 'closed', updated_at = $1 WHERE id = $2 AND state = 'open'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(CloseOutcome::NotOpen);
+        }
+        let conflicts: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM draw_applications a
+             WHERE a.draw_id = $1 AND a.review <> 'rejected'
+               AND EXISTS (SELECT 1 FROM draw_applications b
+                           WHERE b.draw_id = a.draw_id AND b.child_key = a.child_key
+                             AND b.app <> a.app AND b.review <> 'rejected')",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if conflicts > 0 {
+            tx.rollback().await?;
+            return Ok(CloseOutcome::Conflicts(conflicts));
+        }
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM draw_applications WHERE draw_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        audit(
+            &mut tx,
+            id,
+            actor,
+            "draw.closed",
+            &format!("{count} application(s)"),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CloseOutcome::Closed(count))
+    }
+
+    /// The organiser's review, in one transaction while the draw is `open` or `closed`
+    /// (the leaves are fixed at the announcement): rejections first (with their reasons),
+    /// then verifications, which must not leave a verified application in conflict. With
+    /// `verify_all`, every application then pending and not in conflict is verified too.
+    /// A group of twins/multiples is reviewed as one: naming one member names them all.
+    pub async fn review_applications(
+        &self,
+        draw_id: &str,
+        verified: &[String],
+        rejected: &[(String, String)],
+        verify_all: bool,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<ReviewOutcome> {
+        let mut tx = self.begin_write().await?;
+        let reviewable = sqlx::query(
+            "UPDATE draws SET updated_at = updated_at WHERE id = $1 AND state IN ('open', 'closed')",
+        )
+        .bind(draw_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if reviewable != 1 {
+            return Ok(ReviewOutcome::WrongState);
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {APPLICATION_COLUMNS} FROM draw_applications WHERE draw_id = $1"
+        ))
+        .bind(draw_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut stored: Vec<StoredApplication> = rows
+            .iter()
+            .map(application_from_row)
+            .collect::<StoreResult<_>>()?;
+        let index: std::collections::HashMap<String, usize> = stored
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.app.clone(), i))
+            .collect();
+        let mut unknown: Vec<String> = verified
+            .iter()
+            .chain(rejected.iter().map(|(app, _)| app))
+            .filter(|app| !index.contains_key(app.as_str()))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort();
+            unknown.dedup();
+            return Ok(ReviewOutcome::Unknown(unknown));
+        }
+        // A group of twins/multiples is reviewed as one.
+        let mut members: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for a in stored.iter().filter(|a| !a.group.is_empty()) {
+            members
+                .entry(a.group.clone())
+                .or_default()
+                .push(a.app.clone());
+        }
+        let whole = |app: &String| -> Vec<String> {
+            let group = &stored[index[app.as_str()]].group;
+            match members.get(group.as_str()) {
+                Some(apps) if !group.is_empty() => apps.clone(),
+                _ => vec![app.clone()],
+            }
+        };
+        let rejected: Vec<(String, String)> = rejected
+            .iter()
+            .flat_map(|(app, reason)| whole(app).into_iter().map(move |a| (a, reason.clone())))
+            .collect();
+        let verified: Vec<String> = verified.iter().flat_map(whole).collect();
+        for (app, _) in &rejected {
+            stored[index[app.as_str()]].review = Mark::Rejected;
+        }
+        for app in &verified {
+            stored[index[app.as_str()]].review = Mark::Verified;
+        }
+        let reviewed: Vec<Reviewed> = stored.iter().map(StoredApplication::reviewed).collect();
+        let after = statuses(&reviewed, true);
+        let mut in_conflict: Vec<String> = verified
+            .iter()
+            .filter(|app| after.get(app.as_str()).map(|s| s.0) == Some(Status::Conflict))
+            .cloned()
+            .collect();
+        if !in_conflict.is_empty() {
+            in_conflict.sort();
+            in_conflict.dedup();
+            return Ok(ReviewOutcome::InConflict(in_conflict));
+        }
+        let mut to_verify: Vec<String> = verified.to_vec();
+        if verify_all {
+            to_verify.extend(
+                stored
+                    .iter()
+                    .filter(|a| after.get(a.app.as_str()).map(|s| s.0) == Some(Status::Pending))
+                    .map(|a| a.app.clone()),
+            );
+        }
+        to_verify.sort();
+        to_verify.dedup();
+        for (app, reason) in &rejected {
+            sqlx::query(
+                "UPDATE draw_applications SET review = 'rejected', review_reason = $1, reviewed_by = $2, reviewed_at = $3
+                 WHERE draw_id = $4 AND app = $5",
+            )
+            .bind(reason)
+            .bind(actor)
+            .bind(now)
+            .bind(draw_id)
+            .bind(app)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let rejected_apps: std::collections::BTreeSet<&str> =
+            rejected.iter().map(|(app, _)| app.as_str()).collect();
+        for app in &to_verify {
+            sqlx::query(
+                "UPDATE draw_applications SET review = 'verified', review_reason = NULL, reviewed_by = $1, reviewed_at = $2
+                 WHERE draw_id = $3 AND app = $4",
+            )
+            .bind(actor)
+            .bind(now)
+            .bind(draw_id)
+            .bind(app)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let detail = format!(
+            "verified {}; rejected {}",
+            apps_detail(to_verify.iter().map(String::as_str)),
+            apps_detail(rejected_apps.iter().copied()),
+        );
+        audit(&mut tx, draw_id, actor, "application.review", &detail, now).await?;
+        tx.commit().await?;
+        Ok(ReviewOutcome::Done {
+            verified: to_verify.len(),
+            rejected: rejected_apps.len(),
+        })
     }
 
     // --- witnesses ----------------------------------------------------------------
@@ -761,11 +1036,32 @@ fn draw_from_row(row: &AnyRow) -> StoreResult<DrawRow> {
 }
 
 fn application_from_row(row: &AnyRow) -> StoreResult<StoredApplication> {
+    let review: String = row.try_get("review")?;
     Ok(StoredApplication {
         app: row.try_get("app")?,
         child_key: row.try_get("child_key")?,
         sealed: row.try_get("sealed")?,
         choices: row.try_get("choices")?,
         group: row.try_get("grp")?,
+        review: Mark::parse(&review)
+            .ok_or_else(|| StoreError::Setup(format!("unknown review mark {review}")))?,
+        review_reason: row.try_get("review_reason")?,
+        created_at: row.try_get("created_at")?,
     })
+}
+
+/// An audit entry's detail for application writes: how many, and their codes (never a
+/// child's data; the first 50 of a large import or review).
+fn apps_detail<'a>(apps: impl Iterator<Item = &'a str>) -> String {
+    const LISTED: usize = 50;
+    let apps: Vec<&str> = apps.collect();
+    let mut detail = format!("{} application(s)", apps.len());
+    if !apps.is_empty() {
+        detail.push_str(": ");
+        detail.push_str(&apps[..apps.len().min(LISTED)].join(" "));
+        if apps.len() > LISTED {
+            detail.push_str(&format!(" … (+{})", apps.len() - LISTED));
+        }
+    }
+    detail
 }

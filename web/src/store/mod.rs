@@ -40,7 +40,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 
 pub use audit::AuditEntry;
-pub use draws::{DrawAuditEntry, DrawRow, StepWrite, StoredApplication, WitnessRow};
+pub use draws::{
+    CloseOutcome, DrawAuditEntry, DrawRow, ReviewOutcome, StepWrite, StoredApplication, WitnessRow,
+};
 pub use hub::{EventRecord, OfflineAnswer, RecordChat, RecordQuestion, ViewerSample, role_name};
 pub use recordings::Recording;
 pub use tokens::ApiTokenInfo;

@@ -53,6 +53,7 @@ both_backends!(
     unknown_staff_leaves_no_half_written_event,
     draw_steps_are_conditional_and_audited,
     draw_applications_are_all_or_nothing,
+    duplicate_applications_conflict_until_reviewed,
     opening_day_applications_race_a_close,
     playout_lease_goes_to_one_node,
     recordings_are_listed_in_order_and_finished_in_place,
@@ -60,7 +61,7 @@ both_backends!(
 
 /// PostgreSQL only (it watches `pg_stat_activity`): an import that has checked the draw
 /// is open and is still writing when the organiser closes. Another transaction holds back
-/// the import's last row (same child, not yet committed); the close is sent once the import
+/// the import's last row (same application code, not yet committed); the close is sent once the import
 /// waits on it, and that row is released once the close has finished or waits itself. The
 /// import and the close must come out in one order: either the import is refused, or it
 /// is stored and audited before the close.
@@ -80,7 +81,7 @@ async fn postgres_close_races_an_import() {
     let mut holder = store.pool().begin().await.unwrap();
     sqlx::query(
         "INSERT INTO draw_applications (draw_id, app, child_key, sealed, choices, grp, created_at, updated_at)
-         VALUES ('d-1', 'HHHHHHHHHH', 'k-last', 's', '[]', '', 3, 3)",
+         VALUES ('d-1', 'ILASTLASTL', 'k-held', 's', '[]', '', 3, 3)",
     )
     .execute(&mut *holder)
     .await
@@ -101,7 +102,7 @@ async fn postgres_close_races_an_import() {
         let store = store.clone();
         async move {
             store
-                .insert_applications("d-1", &batch, "org", "application.import", 4)
+                .insert_applications("d-1", &batch, true, ("org", "application.import"), 4)
                 .await
         }
     });
@@ -211,13 +212,13 @@ fn draw_setup() -> crate::domain::draw::DrawSetup {
 }
 
 fn stored(app: &str, child_key: &str) -> StoredApplication {
-    StoredApplication {
-        app: app.into(),
-        child_key: child_key.into(),
-        sealed: "sealed".into(),
-        choices: r#"[{"kg":"A","class":1}]"#.into(),
-        group: String::new(),
-    }
+    StoredApplication::new(
+        app.into(),
+        child_key.into(),
+        "sealed".into(),
+        r#"[{"kg":"A","class":1}]"#.into(),
+        String::new(),
+    )
 }
 
 async fn draw_steps_are_conditional_and_audited(store: &Store) {
@@ -351,7 +352,7 @@ async fn draw_applications_are_all_or_nothing(store: &Store) {
         .unwrap();
     assert!(
         !store
-            .insert_applications("d-1", &[stored("AAAAAAAAAA", "k1")], "p", "a", 2)
+            .insert_applications("d-1", &[stored("AAAAAAAAAA", "k1")], false, ("p", "a"), 2)
             .await
             .unwrap(),
         "a draft takes no applications"
@@ -362,13 +363,16 @@ async fn draw_applications_are_all_or_nothing(store: &Store) {
         .unwrap();
     assert!(
         store
-            .insert_applications("d-1", &[stored("AAAAAAAAAA", "k1")], "p", "a", 4)
+            .insert_applications("d-1", &[stored("AAAAAAAAAA", "k1")], false, ("p", "a"), 4)
             .await
             .unwrap()
     );
+    // The organiser's import is exclusive: a child who already applied refuses the batch.
     let batch = [stored("BBBBBBBBBB", "k2"), stored("CCCCCCCCCC", "k1")];
     assert!(matches!(
-        store.insert_applications("d-1", &batch, "p", "a", 5).await,
+        store
+            .insert_applications("d-1", &batch, true, ("org", "application.import"), 5)
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
@@ -384,12 +388,13 @@ async fn draw_applications_are_all_or_nothing(store: &Store) {
         existing.into_iter().collect::<Vec<_>>(),
         vec!["k1".to_string()]
     );
-    assert!(
+    assert_eq!(
         store
-            .application_by_child("d-1", "k1")
+            .applications_by_child("d-1", "k1")
             .await
             .unwrap()
-            .is_some()
+            .len(),
+        1
     );
     assert!(
         store
@@ -398,6 +403,221 @@ async fn draw_applications_are_all_or_nothing(store: &Store) {
             .unwrap()
     );
     assert_eq!(store.application_count("d-1").await.unwrap(), 0);
+}
+
+/// A second application for a child is kept (no oracle), both are in conflict, the
+/// organiser's review resolves it, the close is refused while a conflict remains, and
+/// every application write and review is audited with application codes only.
+async fn duplicate_applications_conflict_until_reviewed(store: &Store) {
+    use crate::domain::draw::DrawState::*;
+    use crate::domain::review::{Mark, Status, statuses};
+    use crate::store::{CloseOutcome, ReviewOutcome};
+    store
+        .create_draw("d-1", "派位", None, &draw_setup(), "org", 1)
+        .await
+        .unwrap();
+    store
+        .draw_step("d-1", (Draft, Open), StepWrite::default(), "org", "", 2)
+        .await
+        .unwrap();
+    let insert = |apps: Vec<StoredApplication>, at: i64| async move {
+        store
+            .insert_applications("d-1", &apps, false, ("parent", "application.create"), at)
+            .await
+            .unwrap()
+    };
+    assert!(insert(vec![stored("AAAAAAAAAA", "k1")], 3).await);
+    assert!(
+        insert(vec![stored("BBBBBBBBBB", "k1")], 4).await,
+        "the same child again is stored, not refused"
+    );
+    assert!(insert(vec![stored("CCCCCCCCCC", "k2")], 5).await);
+    let twins = |app: &str, key: &str| {
+        let mut a = stored(app, key);
+        a.group = "g-1".into();
+        a
+    };
+    assert!(
+        insert(
+            vec![twins("DDDDDDDDDD", "k3"), twins("EEEEEEEEEE", "k4")],
+            6
+        )
+        .await
+    );
+    let status_of = || async {
+        let rows = store.applications("d-1").await.unwrap();
+        let reviewed: Vec<_> = rows.iter().map(StoredApplication::reviewed).collect();
+        let mut all: Vec<(String, Status)> = statuses(&reviewed, true)
+            .into_iter()
+            .map(|(app, (s, _))| (app, s))
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(
+        status_of().await,
+        [
+            ("AAAAAAAAAA".into(), Status::Conflict),
+            ("BBBBBBBBBB".into(), Status::Conflict),
+            ("CCCCCCCCCC".into(), Status::Pending),
+            ("DDDDDDDDDD".into(), Status::Pending),
+            ("EEEEEEEEEE".into(), Status::Pending),
+        ]
+    );
+    assert_eq!(
+        store.close_draw("d-1", "org", 7).await.unwrap(),
+        CloseOutcome::Conflicts(2),
+        "no close while a conflict remains"
+    );
+    assert_eq!(store.draw("d-1").await.unwrap().unwrap().state, Open);
+    assert_eq!(
+        store
+            .review_applications("d-1", &["AAAAAAAAAA".into()], &[], false, "org", 8)
+            .await
+            .unwrap(),
+        ReviewOutcome::InConflict(vec!["AAAAAAAAAA".into()]),
+        "a verification may not leave a conflict"
+    );
+    assert_eq!(
+        store
+            .review_applications("d-1", &["ZZZZZZZZZZ".into()], &[], false, "org", 8)
+            .await
+            .unwrap(),
+        ReviewOutcome::Unknown(vec!["ZZZZZZZZZZ".into()])
+    );
+    // Verify one, reject the other with a reason, in one review; naming one twin
+    // verifies the group.
+    assert_eq!(
+        store
+            .review_applications(
+                "d-1",
+                &["AAAAAAAAAA".into(), "DDDDDDDDDD".into()],
+                &[("BBBBBBBBBB".into(), "户籍材料不符".into())],
+                false,
+                "org",
+                9,
+            )
+            .await
+            .unwrap(),
+        ReviewOutcome::Done {
+            verified: 3,
+            rejected: 1
+        }
+    );
+    let b = store
+        .application_by_app("d-1", "BBBBBBBBBB")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (b.review, b.review_reason.as_deref()),
+        (Mark::Rejected, Some("户籍材料不符"))
+    );
+    // verify_all takes every pending application not in conflict.
+    assert!(insert(vec![stored("FFFFFFFFFF", "k5")], 10).await);
+    assert!(insert(vec![stored("GGGGGGGGGG", "k5")], 11).await);
+    assert_eq!(
+        store
+            .review_applications("d-1", &[], &[], true, "org", 12)
+            .await
+            .unwrap(),
+        ReviewOutcome::Done {
+            verified: 1,
+            rejected: 0
+        }
+    );
+    assert_eq!(
+        status_of().await,
+        [
+            ("AAAAAAAAAA".into(), Status::Verified),
+            ("BBBBBBBBBB".into(), Status::Rejected),
+            ("CCCCCCCCCC".into(), Status::Verified),
+            ("DDDDDDDDDD".into(), Status::Verified),
+            ("EEEEEEEEEE".into(), Status::Verified),
+            ("FFFFFFFFFF".into(), Status::Conflict),
+            ("GGGGGGGGGG".into(), Status::Conflict),
+        ]
+    );
+    // A correction sends a verified application back to review.
+    assert!(
+        store
+            .update_application_choices("d-1", &["CCCCCCCCCC".into()], "[]", "parent", 13)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .application_by_app("d-1", "CCCCCCCCCC")
+            .await
+            .unwrap()
+            .unwrap()
+            .review,
+        Mark::Pending
+    );
+    // The squatter withdraws: the conflict is gone, the close goes through.
+    assert!(
+        store
+            .delete_applications("d-1", &["GGGGGGGGGG".into()], "parent", 14)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.close_draw("d-1", "org", 15).await.unwrap(),
+        CloseOutcome::Closed(6)
+    );
+    assert_eq!(
+        store
+            .review_applications("d-1", &["FFFFFFFFFF".into()], &[], false, "org", 16)
+            .await
+            .unwrap(),
+        ReviewOutcome::Done {
+            verified: 1,
+            rejected: 0
+        },
+        "the review may go on after the close, until the announcement"
+    );
+    store
+        .draw_step(
+            "d-1",
+            (Closed, Announced),
+            StepWrite::default(),
+            "org",
+            "",
+            17,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .review_applications("d-1", &[], &[], true, "org", 18)
+            .await
+            .unwrap(),
+        ReviewOutcome::WrongState
+    );
+    let audit = store.draw_audit("d-1").await.unwrap();
+    let of = |action: &str| -> Vec<String> {
+        audit
+            .iter()
+            .filter(|e| e.action == action)
+            .map(|e| e.detail.clone())
+            .collect()
+    };
+    assert_eq!(
+        of("application.create")[1],
+        "1 application(s): BBBBBBBBBB",
+        "every create is audited with its codes"
+    );
+    assert_eq!(of("application.withdraw"), ["1 application(s): GGGGGGGGGG"]);
+    assert_eq!(of("application.correct"), ["1 application(s): CCCCCCCCCC"]);
+    assert_eq!(
+        of("application.review")[0],
+        "verified 3 application(s): AAAAAAAAAA DDDDDDDDDD EEEEEEEEEE; rejected 1 application(s): BBBBBBBBBB"
+    );
+    assert!(
+        audit.iter().all(|e| !e.detail.contains("户籍")),
+        "reasons stay out of the audit log"
+    );
+    assert_eq!(of("draw.closed"), ["6 application(s)"]);
 }
 
 /// Opening day: 200 applications from 20 parents at once (each parent's next one sent
@@ -427,7 +647,7 @@ async fn opening_day_applications_race_a_close(store: &Store) {
         .collect();
     assert!(
         store
-            .insert_applications("d-1", &seed, "org", "application.import", 3)
+            .insert_applications("d-1", &seed, true, ("org", "application.import"), 3)
             .await
             .unwrap()
     );
@@ -459,8 +679,8 @@ async fn opening_day_applications_race_a_close(store: &Store) {
                     .insert_applications(
                         "d-1",
                         &[stored(&app, &format!("k-{p}-{c}"))],
-                        "parent",
-                        "application.create",
+                        false,
+                        ("parent", "application.create"),
                         10,
                     )
                     .await;
@@ -486,8 +706,8 @@ async fn opening_day_applications_race_a_close(store: &Store) {
                 .insert_applications(
                     "d-1",
                     &[stored(&app, "k-same")],
-                    "parent",
-                    "application.create",
+                    false,
+                    ("parent", "application.create"),
                     10,
                 )
                 .await
@@ -570,11 +790,8 @@ async fn opening_day_applications_race_a_close(store: &Store) {
     );
     let same_stored: Vec<String> = same.iter().filter_map(stored_app).collect();
     assert!(
-        same_stored.len() <= 1
-            && same
-                .iter()
-                .all(|o| same_stored.len() == 1 || !matches!(o, Outcome::Duplicate)),
-        "one child, one application: {same:?}"
+        same.iter().all(|o| !matches!(o, Outcome::Duplicate)),
+        "a child's second application is kept (in conflict), never refused: {same:?}"
     );
     accepted.extend(same_stored);
     accepted.extend(

@@ -36,6 +36,7 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let status = match q.status.as_deref() {
@@ -49,7 +50,24 @@ async fn list(
         ),
     };
     let events = state.store.list_events(status, false, 200).await?;
+    let staff = is_staff(&caller);
+    let events: Vec<serde_json::Value> = events.iter().map(|e| as_seen_by(e, staff)).collect();
     Ok(axum::Json(json!({ "events": events })))
+}
+
+fn is_staff(caller: &Result<Caller, ApiError>) -> bool {
+    caller.as_ref().is_ok_and(|c| !c.user.roles.is_empty())
+}
+
+/// The event as the caller may see it: staff see who is assigned to run it; the public
+/// does not learn staff accounts' login names (they would be the first half of a login).
+fn as_seen_by(event: &Event, staff: bool) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if !staff && let Some(map) = value.as_object_mut() {
+        map.remove("broadcasters");
+        map.remove("moderators");
+    }
+    value
 }
 
 pub fn parse_id(raw: &str) -> Result<EventId, ApiError> {
@@ -119,6 +137,7 @@ async fn create(
 
 async fn show(
     State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let event = load(&state, &id).await?;
@@ -126,7 +145,7 @@ async fn show(
         // Cancelled events keep their record for the audit trail but are gone publicly.
         return Err(ApiError::NotFound("event".into()));
     }
-    Ok(axum::Json(event))
+    Ok(axum::Json(as_seen_by(&event, is_staff(&caller))))
 }
 
 async fn edit(

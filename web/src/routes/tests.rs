@@ -492,6 +492,19 @@ async fn events_api_lifecycle() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["events"][0]["id"], id.as_str());
+    // Staff login names (half a login) are not shown to the public; staff see them.
+    assert!(body["events"][0].get("moderators").is_none(), "{body}");
+    assert!(body["events"][0].get("broadcasters").is_none(), "{body}");
+    let (_, _, public) = send(
+        &app,
+        Request::get(format!("/api/v1/events/{id}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(public.get("moderators").is_none(), "{public}");
+    let (_, _, staff) = send(&app, authed("GET", &format!("/api/v1/events/{id}"), None)).await;
+    assert_eq!(staff["moderators"], json!([]), "{staff}");
     let (status, _, _) = send(&app, json_post("/api/v1/events", new_event.clone())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, body) = send(

@@ -1265,8 +1265,13 @@ async fn an_unlisted_event_needs_a_viewer_token_and_answers_carry_fresh_turn_cre
             .is_some_and(|m| m.contains("expired")),
         "{body}"
     );
-    // A valid token passes the check (nobody publishes yet: the retryable 503).
-    assert_eq!(post(Some(viewer_token.clone())).await.0, 503);
+    // A valid token passes the check (the event has not started: 409 not_live).
+    let (status, body) = post(Some(viewer_token.clone())).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("not_live")),
+        "{body}"
+    );
 
     let whip = app.url(&format!("/whip/{event}"));
     let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, "10"]);
@@ -1326,6 +1331,69 @@ async fn an_unlisted_event_needs_a_viewer_token_and_answers_carry_fresh_turn_cre
         assert!(last["video_frames"].as_u64().unwrap_or(0) > 30, "{last}");
     }
     let _ = publisher.finish().await;
+
+    // Its recording, too, is for holders of a viewer token: by bearer, or by the cookie
+    // the event page asks for (a <video> sends no Authorization header).
+    let listing = app.url(&format!("/api/v1/events/{event}/recordings"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let segment = loop {
+        let list: Value = app
+            .anonymous_client()
+            .get(&listing)
+            .send()
+            .await
+            .expect("recordings")
+            .json()
+            .await
+            .expect("recordings JSON");
+        if let Some(done) = list["recordings"]
+            .as_array()
+            .and_then(|r| r.iter().find(|s| s["recording"] == false))
+        {
+            break done["url"].as_str().expect("url").to_owned();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no finished recording: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let file = app.url(&segment);
+    let anonymous = app.anonymous_client().get(&file).send().await.expect("GET");
+    assert_eq!(anonymous.status(), 401);
+    let with_bearer = app
+        .anonymous_client()
+        .get(&file)
+        .bearer_auth(&viewer_token)
+        .send()
+        .await
+        .expect("GET with token");
+    assert_eq!(with_bearer.status(), 200);
+    assert_eq!(
+        with_bearer.headers()["cache-control"],
+        "private, max-age=300"
+    );
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("a client that keeps cookies, as a browser does");
+    let access = browser
+        .post(app.url(&format!("/api/v1/events/{event}/replay-access")))
+        .bearer_auth(&viewer_token)
+        .send()
+        .await
+        .expect("replay access");
+    assert_eq!(access.status(), 204);
+    let cookie = access.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        cookie.contains(&format!("Path=/recordings/{event}/")) && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let by_cookie = browser.get(&file).send().await.expect("GET with cookie");
+    assert_eq!(by_cookie.status(), 200);
 }
 
 #[tokio::test]

@@ -307,6 +307,14 @@
   const list = document.getElementById("replay-segments");
   if (!video || !list) return;
   const links = Array.from(list.querySelectorAll("a.replay-segment"));
+  // An unlisted event's recordings need its viewer token (from the link's #t=...): the
+  // server turns it into a cookie for the recordings only, so it never sits in a URL.
+  const viewToken = new URLSearchParams(location.hash.slice(1)).get("t");
+  if (viewToken) {
+    fetch(`/api/v1/events/${encodeURIComponent(document.getElementById("event").dataset.eventId)}/replay-access`, {
+      method: "POST", headers: { Authorization: `Bearer ${viewToken}` },
+    }).then((response) => { if (response.ok) video.load(); }).catch(() => {});
+  }
   const select = (link, play) => {
     links.forEach((l) => l.classList.toggle("current", l === link));
     video.src = link.getAttribute("href");

@@ -316,6 +316,7 @@ pub fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/events/{id}/media", get(media_status))
         .route("/events/{id}/recordings", get(recordings))
+        .route("/events/{id}/replay-access", post(replay_access))
 }
 
 /// The event's recorded segments, finished ones with a URL to play.
@@ -382,6 +383,16 @@ async fn recording_file(
     let Some(path) = recording_path(&state, &event.id, &row.file_name) else {
         return not_found();
     };
+    // An unlisted event's video is for holders of a viewer token, recorded or live.
+    let unlisted = event.visibility == Visibility::Unlisted;
+    if unlisted {
+        let token = bearer(request.headers())
+            .map(str::to_owned)
+            .or_else(|| replay_cookie(request.headers()));
+        if let Err(response) = check_grant(&state, &event, token.as_deref()) {
+            return *response;
+        }
+    }
     // The `.webm` extension gives `Content-Type: video/webm`.
     let service = tower_http::services::ServeFile::new(path);
     match service.oneshot(request).await {
@@ -390,12 +401,68 @@ async fn recording_file(
             let mut response = response.map(axum::body::Body::new);
             response.headers_mut().insert(
                 header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
+                HeaderValue::from_static(if unlisted {
+                    "private, max-age=300"
+                } else {
+                    "public, max-age=300"
+                }),
             );
             response
         }
         Err(infallible) => match infallible {},
     }
+}
+
+/// The cookie that carries a viewer token to an unlisted event's recordings: a `<video>`
+/// element sends no `Authorization` header, and a token in the URL would land in proxies'
+/// logs. Set by `POST /api/v1/events/{id}/replay-access`, sent only to the event's
+/// recordings.
+const REPLAY_COOKIE: &str = "gongkai_replay";
+
+/// The cookie's token (path-scoped to one event's recordings, and checked as a grant for
+/// that event all the same).
+fn replay_cookie(headers: &HeaderMap) -> Option<String> {
+    let jar = axum_extra::extract::CookieJar::from_headers(headers);
+    Some(jar.get(REPLAY_COOKIE)?.value().to_owned())
+}
+
+/// `POST /api/v1/events/{id}/replay-access` with `Authorization: Bearer <viewer token>`:
+/// 204 and the cookie that lets this browser's player fetch the unlisted event's
+/// recordings, for as long as the token lives.
+async fn replay_access(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let event = match load(&state, &id).await {
+        Ok(event) => event,
+        Err(response) => return *response,
+    };
+    let token = bearer(&headers);
+    if let Err(response) = check_grant(&state, &event, token) {
+        return *response;
+    }
+    let Some(token) = token else {
+        return ApiError::Unauthorized("a viewer token is required".into()).into_response();
+    };
+    let expires = token
+        .split('.')
+        .nth(1)
+        .and_then(|e| e.parse::<i64>().ok())
+        .unwrap_or(0);
+    let max_age = (expires - crate::store::now_ms() / 1000).max(0);
+    let cookie = axum_extra::extract::cookie::Cookie::build((REPLAY_COOKIE, token.to_owned()))
+        .path(format!("/recordings/{}/", event.id.as_str()))
+        .http_only(true)
+        .same_site(axum_extra::extract::cookie::SameSite::Strict)
+        .secure(state.settings.https())
+        .max_age(time::Duration::seconds(max_age))
+        .build();
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
 }
 
 #[tracing::instrument(skip_all, fields(event_id = %event_id))]
@@ -681,7 +748,12 @@ fn check_view_token(state: &AppState, event: &Event, headers: &HeaderMap) -> Res
     if event.visibility != Visibility::Unlisted {
         return Ok(());
     }
-    let token = bearer(headers).ok_or_else(|| {
+    check_grant(state, event, bearer(headers))
+}
+
+/// A viewer token of `event`, present and valid now.
+fn check_grant(state: &AppState, event: &Event, token: Option<&str>) -> Result<(), Failed> {
+    let token = token.ok_or_else(|| {
         failed(
             ApiError::Unauthorized(
                 "this event is unlisted: Authorization: Bearer <viewer token> required".into(),

@@ -36,6 +36,9 @@ async fn publishing(app: &TestApp, seconds: &str) -> (String, String, Peer) {
     let mut publisher = Peer::start("whip_publisher.py", &[&whip, &token, seconds]);
     let published = publisher.next(PEER_TIMEOUT).await.expect("publisher");
     assert_eq!(published["status"], 201, "{published}");
+    // The event follows its publisher: public players are admitted once it is live.
+    let status = wait_status(app, &event, |s| s["on_air"] == true).await;
+    assert_eq!(status["on_air"], true, "{status}");
     (event, whep, publisher)
 }
 
@@ -156,7 +159,7 @@ async fn aiortc_publisher_two_aiortc_viewers_decode_and_resume_after_the_publish
     let whip = app.url(&format!("/whip/{event}"));
     let whep = app.url(&format!("/whep/{event}"));
 
-    // Nobody publishing yet: a retryable 503.
+    // Not started yet: the public may not watch (409 not_live, retry later).
     let early = app
         .anonymous_client()
         .post(&whep)
@@ -515,13 +518,13 @@ async fn whip_and_whep_reject_bad_input_with_clear_errors() {
             "not_found",
         ),
         (
-            "nobody publishing",
+            "not started",
             app.url(&format!("/whep/{event}")),
             None,
             "application/sdp",
             offer.into(),
-            503,
-            "unavailable",
+            409,
+            "not_live",
         ),
     ];
     for (name, url, token, content_type, body, status, code) in cases {

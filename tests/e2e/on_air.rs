@@ -1141,3 +1141,82 @@ async fn the_event_socket_says_when_the_publisher_comes_and_goes() {
         stopped.elapsed().as_millis()
     );
 }
+
+/// The page's own guard against a black player: a viewer that got a stream with no video
+/// (here: admitted 3 s after the publisher's audio, its camera later still) decodes
+/// nothing, so within 3 s the player says so, reconnects by itself, and then plays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_that_decodes_nothing_reconnects_by_itself() {
+    use crate::support::Browser;
+    use crate::support::browser::BrowserOptions;
+    let app = TestApp::spawn_with(AppOptions::default().config(MEDIA_CONFIG)).await;
+    let staff = Staff::new(&app).await;
+    let (event, token) = staff.scheduled_event(&app).await;
+    staff.transition(&app, &event, "start", "live").await;
+    let browser = Browser::start(BrowserOptions { media: true }).await;
+    let client = &browser.client;
+    let outcome = async {
+        client
+            .goto(&app.url(&format!("/events/{event}?lang=zh-CN")))
+            .await?;
+        // Audio at once, video only after the SFU stopped waiting for it (3 s).
+        let whip = app.url(&format!("/whip/{event}"));
+        let mut publisher = Peer::start(
+            "publisher",
+            "whip_publisher.py",
+            &[&whip, &token, "20", "--video-delay=6"],
+        );
+        let published = publisher
+            .expect("answer", |l| {
+                l["event"] == "published" || l["event"] == "refused"
+            })
+            .await;
+        anyhow::ensure!(published["status"] == 201, "{published}");
+        let read = |script: &'static str| async move {
+            client
+                .execute(&format!("return {script};"), vec![])
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let state = read("document.getElementById('player').dataset.state || ''").await?;
+            let frames =
+                read("Number(document.getElementById('player').dataset.framesDecoded || 0)")
+                    .await?;
+            let offers =
+                read("Number(document.getElementById('player').dataset.whep || 0)").await?;
+            if frames.as_f64().unwrap_or(0.0) > 0.0 {
+                anyhow::ensure!(
+                    offers.as_f64().unwrap_or(0.0) >= 2.0,
+                    "decoded without reconnecting ({offers} offers): the case was not reproduced"
+                );
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "never decoded: state {state}, offers {offers}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // It said so on the way (player.js counts each time it showed "stalled").
+        let stalls = read("Number(document.getElementById('player').dataset.stalls || 0)").await?;
+        anyhow::ensure!(
+            stalls.as_f64().unwrap_or(0.0) >= 1.0,
+            "no stall shown: {stalls}"
+        );
+        publisher.kill().await;
+        anyhow::Ok(())
+    }
+    .await;
+    if outcome.is_err() {
+        browser
+            .save_failure_artifacts("on_air_stalled_player")
+            .await;
+        eprintln!("server log:\n{}", app.stderr());
+    }
+    browser.close().await;
+    if let Err(e) = outcome {
+        panic!("stalled player: {e:#}");
+    }
+}

@@ -191,6 +191,7 @@
       if (stalled || frozen) {
         // Up but black (or frozen): say so and start over, without a reload.
         this.state("stalled");
+        this.video.dataset.stalls = String(Number(this.video.dataset.stalls || 0) + 1);
         this.closePeer();
         this.schedule(Math.min(0.5 * (1 + this.failures++), 5));
       }

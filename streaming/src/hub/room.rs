@@ -136,8 +136,12 @@ pub enum Input {
     /// The event's publisher connected (`true`) or went away (`false`). Repeating the
     /// current value changes nothing, so a shell may re-assert it.
     MediaChanged(bool),
-    /// A step of a draw's live play-out, broadcast to everyone.
-    Draw(DrawUpdate),
+    /// A step of a draw's live play-out, broadcast to everyone. `step`: its index in the
+    /// play-out (persisted with the entry, see [`Op::Draw`]).
+    Draw {
+        update: DrawUpdate,
+        step: Option<u64>,
+    },
     /// A message from the bus (any node, including echoes of this node's own).
     Bus(BusMessage),
 }
@@ -363,7 +367,7 @@ impl Room {
                     self.submit(now, None, Intent::Media { publishing });
                 }
             }
-            Input::Draw(update) => self.submit(now, None, Intent::Draw { update }),
+            Input::Draw { update, step } => self.submit(now, None, Intent::Draw { update, step }),
             Input::Bus(message) => self.bus(now, message),
         }
         self.drive(now);
@@ -1024,7 +1028,7 @@ impl Room {
             }
             Intent::Edit { event } => Op::EventEdited { event },
             Intent::Media { publishing } => Op::MediaChanged { publishing },
-            Intent::Draw { update } => Op::Draw { update },
+            Intent::Draw { update, step } => Op::Draw { update, step },
         };
         self.append(now, origin, op);
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use streaming::hub::{
-    BusMessage, ClientFrame, ConnId, Effect, ErrorCode, EventInfo, Input, Millis, Room, StaffRole,
-    Viewer,
+    BusMessage, ClientFrame, ConnId, Effect, Entry, ErrorCode, EventInfo, Input, Millis, Op, Room,
+    StaffRole, Viewer,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,8 +48,11 @@ pub enum Command {
     },
     /// The event was edited or changed status (on this node).
     Changed(EventInfo),
-    /// A step of a draw's live play-out.
-    Draw(streaming::hub::DrawUpdate),
+    /// A step of a draw's live play-out; `step`: its index in the play-out.
+    Draw {
+        update: streaming::hub::DrawUpdate,
+        step: Option<u64>,
+    },
     /// The event's publisher connected (`true`) or went away (`false`).
     Media(bool),
 }
@@ -132,7 +135,7 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
             biased;
             () = hub.0.shutdown.cancelled() => break,
             command = rx.recv() => match command {
-                Some(command) => shell.command(command),
+                Some(command) => shell.command(command).await,
                 None => break,
             },
             Some(payload) = next(&mut room_bus) => match BusMessage::decode(&payload) {
@@ -172,7 +175,7 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
 }
 
 impl Shell {
-    fn command(&mut self, command: Command) {
+    async fn command(&mut self, command: Command) {
         let now = now_millis();
         match command {
             Command::Join {
@@ -229,9 +232,44 @@ impl Shell {
                 self.input(Input::Message { conn, frame });
             }
             Command::Changed(info) => self.changed(info),
-            Command::Draw(update) => self.input(Input::Draw(update)),
+            Command::Draw { update, step } => self.draw(update, step).await,
             Command::Media(publishing) => self.input(Input::MediaChanged(publishing)),
         }
+    }
+
+    /// A play-out step is stored before anyone is shown it: its entry records the
+    /// play-out's progress (`store::hub`), so a crash right after the step was shown
+    /// cannot make the resumed play-out show it again.
+    async fn draw(&mut self, update: streaming::hub::DrawUpdate, step: Option<u64>) {
+        let now = now_millis();
+        let effects = self.room.handle(now, Input::Draw { update, step });
+        let numbered = |e: &Effect| {
+            matches!(
+                e,
+                Effect::Persist(Entry {
+                    op: Op::Draw { step: Some(_), .. },
+                    ..
+                })
+            )
+        };
+        if !effects.iter().any(numbered) {
+            // Not sequenced here (another node sequences, and stores it there).
+            self.apply(now, effects);
+            return;
+        }
+        let (writes, rest): (Vec<Effect>, Vec<Effect>) = effects
+            .into_iter()
+            .partition(|e| matches!(e, Effect::Persist(_) | Effect::SampleViewers(_)));
+        self.apply(now, writes);
+        let (done, written) = oneshot::channel();
+        let _ = self.persist.send(Job::Flushed(done));
+        if tokio::time::timeout(DRAW_STORE_TIMEOUT, written)
+            .await
+            .is_err()
+        {
+            tracing::warn!(event = %self.event.id, "draw step not stored in time; showing it anyway");
+        }
+        self.apply(now_millis(), rest);
     }
 
     /// Turns a new version of the event into the room's inputs: a status change and/or
@@ -373,6 +411,9 @@ fn spawn_publisher(hub: &Hub, subject: String) -> mpsc::UnboundedSender<Bytes> {
     });
     tx
 }
+
+/// How long a play-out step waits to be stored before it is shown regardless.
+const DRAW_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the staff API waits for the room's `ack`.
 pub const STAFF_TIMEOUT: Duration = Duration::from_secs(5);

@@ -430,6 +430,7 @@ fn describe(input: &Input) -> String {
         Input::MediaChanged(p) => format!("media publishing={p}"),
         Input::Draw { update, step } => format!("draw {step:?} {update:?}"),
         Input::Bus(m) => format!("bus {}", bus_kind(m)),
+        Input::BusConnection(up) => format!("bus connection up={up}"),
     }
 }
 

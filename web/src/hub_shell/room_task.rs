@@ -112,6 +112,7 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
         now,
     );
     tracing::info!(event = %event.id, node = %hub.0.node.0, "room opened");
+    let mut link = hub.0.bus.link();
     let persist = persist::spawn(&hub.0.tasks, hub.0.store.clone(), event.id.clone());
     let publish = spawn_publisher(&hub, subject.clone());
     let mut shell = Shell {
@@ -124,6 +125,15 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
         publish,
     };
     shell.apply(now, effects);
+    // Opened while the bus is down: the room must know (no failover without a bus).
+    let mut connections = link
+        .as_mut()
+        .map_or(0, |l| l.borrow_and_update().connections);
+    if let Some(l) = &link
+        && !l.borrow().connected
+    {
+        shell.input(Input::BusConnection(false));
+    }
 
     let idle_after = options.room_idle;
     let mut idle_since: Option<tokio::time::Instant> = None;
@@ -148,6 +158,14 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "undecodable change notice"),
                 }
+            }
+            Some(state) = link_changed(&mut link) => {
+                if state.connections != connections {
+                    // Lost and made again (maybe too fast to see it down): catch up.
+                    connections = state.connections;
+                    shell.input(Input::BusConnection(false));
+                }
+                shell.input(Input::BusConnection(state.connected));
             }
             () = tick => shell.input(Input::Tick),
             () = sleep_until(idle_at) => {
@@ -391,6 +409,20 @@ async fn next(subscription: &mut Option<Subscription>) -> Option<Bytes> {
         Some(s) => s.next().await,
         None => std::future::pending().await,
     }
+}
+
+/// The bus link's next state; never resolves for the in-process bus.
+async fn link_changed(
+    link: &mut Option<tokio::sync::watch::Receiver<super::bus::Link>>,
+) -> Option<super::bus::Link> {
+    let Some(receiver) = link else {
+        return std::future::pending().await;
+    };
+    if receiver.changed().await.is_err() {
+        *link = None;
+        return std::future::pending().await;
+    }
+    Some(*receiver.borrow_and_update())
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

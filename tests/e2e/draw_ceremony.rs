@@ -1512,3 +1512,199 @@ async fn a_void_draw_is_announced_again_with_new_commitments() {
                 && e["detail"].as_str().unwrap().contains("witness 1 absent"))
     );
 }
+
+/// One `draw.*` frame stream over a WebSocket that may be replaced (after a restart).
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn draw_socket(app: &TestApp, event_id: &str, since: Option<u64>) -> Socket {
+    let mut url = format!(
+        "{}/ws/events/{event_id}",
+        app.base_url.replacen("http://", "ws://", 1)
+    );
+    if let Some(since) = since {
+        url.push_str(&format!("?since={since}"));
+    }
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connects")
+        .0
+}
+
+/// The next `draw.*` broadcast (batches unpacked), noting the highest seq seen for a
+/// reconnection with `since`. `None` when the socket closes.
+async fn next_draw_message(ws: &mut Socket, highest: &mut u64) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("a draw step within the timeout");
+        let Some(Ok(frame)) = frame else {
+            return None;
+        };
+        let Message::Text(text) = frame else {
+            if let Message::Close(_) = frame {
+                return None;
+            }
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).expect("JSON frame");
+        let members = if value["type"] == "batch" {
+            value["messages"].as_array().cloned().unwrap_or_default()
+        } else {
+            vec![value]
+        };
+        for m in members {
+            let kind = m["type"].as_str().unwrap_or("");
+            let seq = m["seq"].as_u64();
+            if matches!(kind, "snapshot" | "resumed") {
+                *highest = (*highest).max(seq.unwrap_or(0));
+                continue;
+            }
+            if !kind.starts_with("draw.") {
+                continue;
+            }
+            let seq = seq.expect("a draw step carries a seq");
+            *highest = (*highest).max(seq);
+            return Some(m);
+        }
+    }
+}
+
+/// Issue 15 item 10: SIGKILL during the live play-out (right after a number was shown,
+/// while the play-out paces), restart on the same data: the play-out resumes, and every
+/// lottery number reaches the viewer exactly once.
+#[tokio::test]
+async fn a_play_out_killed_after_a_number_shows_each_number_once() {
+    let mut app = TestApp::spawn_with(
+        AppOptions::default().config("trust_forwarded_for = true\n[draw]\npace_ms = 400\n"),
+    )
+    .await;
+    let s = staff(&app);
+    let event_id = create_event(&s.organiser).await;
+    let draw_id = "kg-kill-playout";
+    let (status, body) = s
+        .organiser
+        .post("/api/v1/draws", draw_body(draw_id, &event_id, false))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        s.organiser
+            .post(&format!("/api/v1/draws/{draw_id}/open"), json!({}))
+            .await
+            .0,
+        200
+    );
+    for n in 1..=6u32 {
+        let (status, body) = s
+            .public
+            .from(&format!("198.51.100.{}", 10 + n))
+            .post(
+                &format!("/api/v1/draws/{draw_id}/applications"),
+                application(
+                    n,
+                    &format!("孩子{n}"),
+                    json!([{"kg": "KG-A", "class": 1}, {"kg": "KG-B", "class": n % 2 + 1}]),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(
+        s.organiser
+            .post(&format!("/api/v1/draws/{draw_id}/close"), json!({}))
+            .await
+            .0,
+        200
+    );
+    for (index, byte) in [(0, 1u8), (1, 2u8)] {
+        let (status, body) = s
+            .organiser
+            .post(
+                &format!("/api/v1/draws/{draw_id}/witnesses/{index}/commitment"),
+                json!({"commitment": commitment(draw_id, &secret(byte))}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = s
+        .organiser
+        .post(&format!("/api/v1/draws/{draw_id}/announce"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for (index, byte) in [(0, 1u8), (1, 2u8)] {
+        let (status, body) = s
+            .organiser
+            .post(
+                &format!("/api/v1/draws/{draw_id}/witnesses/{index}/reveal"),
+                json!({"secret": secret(byte).to_hex()}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let mut highest = 0;
+    let mut ws = draw_socket(&app, &event_id, None).await;
+    let (status, body) = s
+        .organiser
+        .post(&format!("/api/v1/draws/{draw_id}/draw"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let mut numbers: Vec<u64> = Vec::new();
+    let mut shown: Vec<(u64, u64)> = Vec::new();
+    let mut units = None;
+    // Watch until the second number shows, then kill at once: the play-out is pacing.
+    while numbers.len() < 2 {
+        let m = next_draw_message(&mut ws, &mut highest)
+            .await
+            .expect("the socket stays open before the kill");
+        match m["type"].as_str() {
+            Some("draw.seed") => units = m["units"].as_u64(),
+            Some("draw.number") => {
+                numbers.push(m["number"].as_u64().expect("number"));
+                shown.push((
+                    m["seq"].as_u64().unwrap_or(0),
+                    m["number"].as_u64().unwrap_or(0),
+                ));
+            }
+            other => panic!("unexpected step before the numbers end: {other:?} {m}"),
+        }
+    }
+    app.kill_and_restart().await;
+    drop(ws);
+
+    let mut ws = draw_socket(&app, &event_id, Some(highest)).await;
+    loop {
+        let Some(m) = next_draw_message(&mut ws, &mut highest).await else {
+            panic!("the socket closed before draw.published");
+        };
+        match m["type"].as_str() {
+            Some("draw.seed") => units = m["units"].as_u64(),
+            Some("draw.number") => {
+                numbers.push(m["number"].as_u64().expect("number"));
+                shown.push((
+                    m["seq"].as_u64().unwrap_or(0),
+                    m["number"].as_u64().unwrap_or(0),
+                ));
+            }
+            Some("draw.published") => break,
+            _ => {}
+        }
+    }
+    let units = units.expect("draw.seed was shown");
+    assert!(units >= 3, "enough numbers to kill in between: {units}");
+    assert_eq!(
+        numbers,
+        (1..=units).collect::<Vec<_>>(),
+        "every lottery number exactly once, in order, across the restart; (seq, number) shown: {shown:?}"
+    );
+    let public = Api {
+        base: app.base_url.clone(),
+        ..s.public.clone()
+    };
+    let (_, progress) = public
+        .get(&format!("/api/v1/draws/{draw_id}/progress"))
+        .await;
+    assert_eq!(progress["played"], progress["total"], "{progress}");
+}

@@ -832,3 +832,259 @@ async fn moderation_needs_the_assignment_and_sockets_need_our_origin() {
     let own = tokio_tungstenite::connect_async(ws_url(&app.base_url)).await;
     assert!(own.is_ok(), "our own origin was refused: {:?}", own.err());
 }
+
+/// What one viewer's socket delivered: chat by id (broadcasts and snapshot restatements
+/// apart) and errors by `ref`.
+#[derive(Default)]
+struct Delivered {
+    /// Ids of `chat.message` broadcasts, in arrival order.
+    broadcast: Vec<u64>,
+    /// Every chat id the viewer has been shown (broadcast or in a snapshot).
+    shown: std::collections::BTreeSet<u64>,
+    errors: HashMap<String, String>,
+}
+
+impl Delivered {
+    fn note(&mut self, m: &Value) {
+        match m["type"].as_str() {
+            Some("chat.message") => {
+                let id = m["id"].as_u64().expect("chat id");
+                if m["synthetic"] != true {
+                    self.broadcast.push(id);
+                }
+                self.shown.insert(id);
+            }
+            Some("snapshot") => {
+                for message in m["messages"].as_array().into_iter().flatten() {
+                    self.shown.insert(message["id"].as_u64().expect("chat id"));
+                }
+            }
+            Some("error") => {
+                if let Some(reference) = m["ref"].as_str() {
+                    self.errors
+                        .insert(reference.to_owned(), error_code(m).to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every `required` message shown, each broadcast at most once and in seq order, and
+    /// nothing shown that was not `stored`.
+    fn assert_matches(
+        &self,
+        who: &str,
+        required: &std::collections::BTreeSet<u64>,
+        stored: &std::collections::BTreeSet<u64>,
+    ) {
+        let missing: Vec<_> = required.difference(&self.shown).collect();
+        assert!(
+            missing.is_empty(),
+            "{who} never got stored chat {missing:?}"
+        );
+        let extra: Vec<_> = self.shown.difference(stored).collect();
+        assert!(
+            extra.is_empty(),
+            "{who} got chat that was never stored: {extra:?}"
+        );
+        assert!(
+            self.broadcast.windows(2).all(|w| w[0] < w[1]),
+            "{who} got chat twice or out of seq order: {:?}",
+            self.broadcast
+        );
+    }
+}
+
+/// Reads `ws` until `done` holds (or panics at `deadline`), noting what it delivers.
+async fn read_until(
+    ws: &mut Ws,
+    got: &mut Delivered,
+    deadline: tokio::time::Instant,
+    done: impl Fn(&Delivered) -> bool,
+) {
+    while !done(got) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out; shown so far {:?}",
+            got.shown
+        );
+        let step = deadline.min(tokio::time::Instant::now() + Duration::from_secs(5));
+        if let Ok(m) = tokio::time::timeout_at(step, ws.next()).await {
+            got.note(&m);
+        }
+    }
+}
+
+/// `/readyz`: (status, body).
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    match app
+        .anonymous_client()
+        .get(app.url("/readyz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// Issue 15 item 9: the bus (a NATS server of the test's own) is killed mid-chat for a
+/// few seconds and restarted. Every stored message reaches every viewer on both nodes
+/// once, in seq order (also a viewer reconnecting with `since`), a message is either
+/// stored or refused to its sender (never silently lost), and `/readyz` reports the
+/// lost bus.
+#[tokio::test]
+async fn a_bus_outage_loses_no_chat_between_nodes() {
+    let mut nats = crate::support::nats::NatsServer::start();
+    let database = TestDatabase::create().await;
+    let options = AppOptions::default()
+        .database_url(&database.url)
+        .arg("--nats-url")
+        .arg(&nats.url());
+    let one = TestApp::spawn_with(options.clone()).await;
+    let two = TestApp::spawn_with(options).await;
+    one.create_user("admin", PASSWORD, &["admin"]);
+    let admin = staff_session(&one, "admin").await;
+    let event = live_event(&one, &admin).await;
+    assert_eq!(readyz(&one).await.0, 200);
+
+    // Node one opens the room first and so sequences it; node two follows.
+    let jia = viewer_cookie(&one, "甲").await;
+    let yi = viewer_cookie(&two, "乙").await;
+    let mut a = Ws::connect(&one.base_url, &event, Some(&jia), None).await;
+    let mut got_a = Delivered::default();
+    got_a.note(&a.until("snapshot", |_| true).await);
+    a.send(json!({"type": "chat.send", "text": "开始", "ref": "start"}))
+        .await;
+    let first = a.until("chat.message", |c| c["text"] == "开始").await;
+    got_a.note(&first);
+    let mut b = Ws::connect(&two.base_url, &event, Some(&yi), None).await;
+    let mut got_b = Delivered::default();
+    got_b.note(&b.until("snapshot", |_| true).await);
+    b.send(json!({"type": "chat.send", "text": "乙到了", "ref": "hello"}))
+        .await;
+    got_a.note(&a.until("chat.message", |c| c["text"] == "乙到了").await);
+    got_b.note(&b.until("chat.message", |c| c["text"] == "乙到了").await);
+    let before_outage = b.seq;
+
+    // Chat on both nodes once a second; the bus is down from the 3rd to the 7th second.
+    let mut sent: Vec<(char, String, String)> = Vec::new();
+    let mut down_seen = [false, false];
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for i in 0..10u32 {
+        tick.tick().await;
+        if i == 2 {
+            nats.kill();
+        }
+        if i == 6 {
+            nats.restart();
+        }
+        for (who, ws) in [('a', &mut a), ('b', &mut b)] {
+            let text = format!("{who}{i}");
+            let reference = format!("{who}-{i}");
+            ws.send(json!({"type": "chat.send", "text": text, "ref": reference}))
+                .await;
+            sent.push((who, text, reference));
+        }
+        if (3..6).contains(&i) {
+            for (n, app) in [&one, &two].into_iter().enumerate() {
+                let (status, body) = readyz(app).await;
+                if status == 503 && body.to_string().contains("bus") {
+                    down_seen[n] = true;
+                }
+            }
+        }
+        // Whatever arrives meanwhile, without waiting for anything in particular.
+        let soon = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(m) = tokio::time::timeout_at(soon, a.next()).await {
+            got_a.note(&m);
+        }
+        let soon = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(m) = tokio::time::timeout_at(soon, b.next()).await {
+            got_b.note(&m);
+        }
+    }
+
+    // The bus is back: a last message from node one marks the end.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let ready = [readyz(&one).await, readyz(&two).await];
+        if ready.iter().all(|(status, _)| *status == 200) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never recovered after the bus came back: {ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.send(json!({"type": "chat.send", "text": "结束", "ref": "end"}))
+        .await;
+    let r = record_until(&one, &event, |r| {
+        r["chat"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|m| m["text"] == "结束"))
+    })
+    .await;
+    let stored: std::collections::BTreeSet<u64> = r["chat"]
+        .as_array()
+        .expect("chat")
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    let stored_texts: Vec<&str> = r["chat"]
+        .as_array()
+        .expect("chat")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    let everything = |got: &Delivered| stored.is_subset(&got.shown);
+    read_until(&mut a, &mut got_a, deadline, everything).await;
+    read_until(&mut b, &mut got_b, deadline, everything).await;
+
+    // A message sent is stored or was refused to its sender: never silently lost.
+    for (who, text, reference) in &sent {
+        let refused = match who {
+            'a' => got_a.errors.get(reference),
+            _ => got_b.errors.get(reference),
+        };
+        assert!(
+            stored_texts.contains(&text.as_str()) || refused.is_some(),
+            "{text} from {who} was neither stored nor refused (stored: {stored_texts:?})"
+        );
+    }
+    got_a.assert_matches("the viewer on node one", &stored, &stored);
+    got_b.assert_matches("the viewer on node two", &stored, &stored);
+    a.assert_no_duplicates("node one");
+    b.assert_no_duplicates("node two");
+
+    // A viewer reconnecting to node two with `since` from before the outage.
+    let mut c = Ws::connect(&two.base_url, &event, Some(&yi), Some(before_outage)).await;
+    let mut got_c = Delivered::default();
+    let after: std::collections::BTreeSet<u64> = stored
+        .iter()
+        .copied()
+        .filter(|seq| *seq > before_outage)
+        .collect();
+    read_until(&mut c, &mut got_c, deadline, |got| {
+        after.is_subset(&got.shown)
+    })
+    .await;
+    let resumed = c.drain(Duration::from_millis(300)).await;
+    for m in &resumed {
+        got_c.note(m);
+    }
+    got_c.assert_matches("a viewer back on node two with since", &after, &stored);
+
+    assert_eq!(
+        down_seen,
+        [true, true],
+        "/readyz answers 503 naming the bus while it is down"
+    );
+    let (_, body) = readyz(&two).await;
+    assert_eq!(body["bus"], "connected", "{body}");
+}

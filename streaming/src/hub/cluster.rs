@@ -110,6 +110,9 @@ pub enum Intent {
     },
     Draw {
         update: super::DrawUpdate,
+        /// The step's index in the play-out (absent: not a numbered step).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u64>,
     },
 }
 
@@ -177,9 +180,12 @@ pub enum Op {
     MediaChanged {
         publishing: bool,
     },
-    /// A step of a draw's live play-out (`draw.*` broadcasts).
+    /// A step of a draw's live play-out (`draw.*` broadcasts). `step`: its index in the
+    /// play-out, stored with the entry so a restarted play-out resumes after it.
     Draw {
         update: super::DrawUpdate,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u64>,
     },
 }
 

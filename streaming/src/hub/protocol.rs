@@ -404,6 +404,15 @@ pub enum DrawUpdate {
 }
 
 impl DrawUpdate {
+    /// The draw the step belongs to.
+    pub fn draw_id(&self) -> &str {
+        match self {
+            DrawUpdate::Seed(seed) => &seed.draw_id,
+            DrawUpdate::Number { draw_id, .. } | DrawUpdate::Published { draw_id, .. } => draw_id,
+            DrawUpdate::Admitted(admitted) => &admitted.draw_id,
+        }
+    }
+
     /// The broadcast for this step with its `seq`.
     pub fn message(&self, seq: u64) -> ServerMessage {
         match self.clone() {

@@ -69,6 +69,13 @@ impl ReplayBuffer {
         self.frames.push_back((seq, frame));
     }
 
+    /// The buffered frame of broadcast `seq`, if it is still here.
+    pub fn get(&self, seq: u64) -> Option<&Frame> {
+        let first = self.frames.front()?.0;
+        let at = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.frames.get(at).map(|(_, frame)| frame)
+    }
+
     /// Forgets everything: the log continues after `last_seq`.
     pub fn restart(&mut self, last_seq: u64) {
         self.frames.clear();

@@ -136,10 +136,19 @@ pub enum Input {
     /// The event's publisher connected (`true`) or went away (`false`). Repeating the
     /// current value changes nothing, so a shell may re-assert it.
     MediaChanged(bool),
-    /// A step of a draw's live play-out, broadcast to everyone.
-    Draw(DrawUpdate),
+    /// A step of a draw's live play-out, broadcast to everyone. `step`: its index in the
+    /// play-out (persisted with the entry, see [`Op::Draw`]).
+    Draw {
+        update: DrawUpdate,
+        step: Option<u64>,
+    },
     /// A message from the bus (any node, including echoes of this node's own).
     Bus(BusMessage),
+    /// This node's link to the bus went down (`false`) or came back (`true`). While it
+    /// is down nothing can be heard, so nobody is presumed gone: no failover, the
+    /// sequencer goes on, replicas refuse viewers' interactions (`unavailable`). When it
+    /// is back, a replica asks the sequencer for what it missed.
+    BusConnection(bool),
 }
 
 /// What the shell must do, in order.
@@ -246,6 +255,11 @@ pub struct Room {
     /// yet, with when we first heard of each (ascending; the front is the oldest).
     announced: VecDeque<(u64, Millis)>,
     last_sync_request: Option<Millis>,
+    /// This node's link to the bus is up (as the shell last said).
+    bus_up: bool,
+    /// After the bus came back: until then, a replica keeps asking for a sync until one
+    /// arrives (a request may be lost while nodes resubscribe).
+    resync_until: Option<Millis>,
     parked: VecDeque<(Option<Origin>, Intent)>,
     effects: Vec<Effect>,
 }
@@ -325,6 +339,8 @@ impl Room {
             next_prune: now.plus(PRUNE_INTERVAL),
             announced: VecDeque::new(),
             last_sync_request: None,
+            bus_up: true,
+            resync_until: None,
             parked: VecDeque::new(),
             effects: Vec::new(),
             config,
@@ -363,8 +379,9 @@ impl Room {
                     self.submit(now, None, Intent::Media { publishing });
                 }
             }
-            Input::Draw(update) => self.submit(now, None, Intent::Draw { update }),
+            Input::Draw { update, step } => self.submit(now, None, Intent::Draw { update, step }),
             Input::Bus(message) => self.bus(now, message),
+            Input::BusConnection(up) => self.bus_connection(now, up),
         }
         self.drive(now);
         std::mem::take(&mut self.effects)
@@ -904,6 +921,14 @@ impl Room {
     fn submit(&mut self, now: Millis, origin: Option<Origin>, intent: Intent) {
         match self.role {
             Role::Sequencer => self.sequence(now, origin, intent),
+            // The sequencer cannot be reached: a viewer hears so rather than lose the
+            // message silently. The shell's own intents are still sent (the bus client
+            // queues them until it reconnects).
+            Role::Replica if !self.bus_up && origin.is_some() => {
+                if let Some(origin) = origin {
+                    self.reply_error(origin, ErrorCode::Unavailable);
+                }
+            }
             Role::Replica => match self.leader() {
                 Some(to) => self.effects.push(Effect::Publish(BusMessage::Forward {
                     from: self.node.clone(),
@@ -1024,7 +1049,7 @@ impl Room {
             }
             Intent::Edit { event } => Op::EventEdited { event },
             Intent::Media { publishing } => Op::MediaChanged { publishing },
-            Intent::Draw { update } => Op::Draw { update },
+            Intent::Draw { update, step } => Op::Draw { update, step },
         };
         self.append(now, origin, op);
     }
@@ -1217,6 +1242,28 @@ impl Room {
         self.flush_now = true;
     }
 
+    fn bus_connection(&mut self, now: Millis, up: bool) {
+        if up == self.bus_up {
+            return;
+        }
+        self.bus_up = up;
+        if !up {
+            tracing::warn!(
+                event = %self.state.event.id,
+                "bus connection lost: no failover until it is back"
+            );
+            return;
+        }
+        tracing::info!(event = %self.state.event.id, "bus connection back; catching up");
+        // Nobody could be heard meanwhile: every peer gets a full timeout again.
+        for peer in self.peers.values_mut() {
+            peer.last_heard = now;
+        }
+        self.next_heartbeat = now;
+        self.last_sync_request = None;
+        self.resync_until = Some(now.plus(self.config.peer_timeout * 3));
+    }
+
     fn adopt(&mut self, now: Millis, from: NodeId, state: RoomState) {
         if self.role == Role::Sequencer
             && !outranks((state.term, &from), (self.state.term, &self.node))
@@ -1229,13 +1276,40 @@ impl Room {
             term = state.term,
             "room state synced from sequencer"
         );
+        // The same log further on (same term, and the same broadcast at our last seq):
+        // our sockets need only the broadcasts they missed, in order, not a snapshot.
+        let seq = self.state.seq();
+        let same_log = self.role == Role::Replica
+            && state.term == self.state.term
+            && state.index >= self.state.index
+            && match (self.state.replay.get(seq), state.replay.get(seq)) {
+                (Some(ours), Some(theirs)) => ours == theirs,
+                _ => true,
+            };
+        let missed = match state.replay.since(seq) {
+            Replay::Frames(frames) if same_log => Some(frames),
+            _ => None,
+        };
         self.state = state;
         self.role = Role::Replica;
         self.touch_peer(now, &from, Some(term));
         self.announced.clear();
-        // Frames and entries of a log we no longer follow must not go out.
-        self.outbox.clear();
+        self.resync_until = None;
         self.unpublished.clear();
+        if let Some(frames) = missed {
+            if !frames.is_empty() {
+                tracing::info!(
+                    missed = frames.len(),
+                    "broadcasts missed on the bus filled in"
+                );
+            }
+            self.outbox.extend(frames);
+            self.flush_now = true;
+            self.unpark(now);
+            return;
+        }
+        // Frames of a log we no longer follow must not go out.
+        self.outbox.clear();
         // Whatever our sockets saw may not match the adopted log: resend everything.
         let conns: Vec<(ConnId, Author)> = self
             .conns
@@ -1266,6 +1340,9 @@ impl Room {
     }
 
     fn request_sync(&mut self, now: Millis, to: Option<NodeId>) {
+        if !self.bus_up {
+            return;
+        }
         let recent = self
             .last_sync_request
             .is_some_and(|t| now < t.plus(self.config.heartbeat_interval));
@@ -1314,10 +1391,18 @@ impl Room {
 impl Room {
     fn drive(&mut self, now: Millis) {
         self.update_role(now);
+        if let Some(until) = self.resync_until {
+            if now >= until {
+                self.resync_until = None;
+            } else if self.role == Role::Replica {
+                self.request_sync(now, self.leader());
+            }
+        }
+        // Without a bus nobody would hear a heartbeat (the client would only queue it).
         if now >= self.next_heartbeat {
             self.next_heartbeat = now.plus(self.config.heartbeat_interval);
-            self.effects
-                .push(Effect::Publish(BusMessage::Heartbeat(Heartbeat {
+            if self.bus_up {
+                let heartbeat = Heartbeat {
                     node: self.node.clone(),
                     term: self.state.term,
                     index: self.state.index,
@@ -1325,7 +1410,10 @@ impl Room {
                     viewers: self.conns.len() as u64,
                     new_viewers: std::mem::take(&mut self.new_viewers),
                     sequencer: self.role == Role::Sequencer,
-                })));
+                };
+                self.effects
+                    .push(Effect::Publish(BusMessage::Heartbeat(heartbeat)));
+            }
         }
         self.check_lag(now);
         if now >= self.next_prune {
@@ -1386,6 +1474,10 @@ impl Room {
     }
 
     fn update_role(&mut self, now: Millis) {
+        if !self.bus_up {
+            // Without a bus, silence proves nothing: keep peers and roles as they are.
+            return;
+        }
         let timeout = self.config.peer_timeout;
         self.peers.retain(|_, p| now < p.last_heard.plus(timeout));
         if let Role::Joining { until } = self.role {

@@ -234,7 +234,7 @@ impl RoomState {
                     publishing: *publishing,
                 })
             }
-            Op::Draw { update } => entry.seq.map(|seq| update.message(seq)),
+            Op::Draw { update, .. } => entry.seq.map(|seq| update.message(seq)),
         }?;
         let seq = entry.seq?;
         let frame = Frame::new(&message);

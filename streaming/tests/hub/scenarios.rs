@@ -586,23 +586,29 @@ fn draw_steps_reach_every_node_in_order_and_replay_on_resume() {
     let seen = sim.client(1, b).last_seq();
     sim.input(
         1,
-        Input::Draw(DrawUpdate::Seed(DrawSeedInfo {
-            draw_id: "d".into(),
-            seed: "00".repeat(32),
-            reveals: vec![],
-            beacon_text: None,
-            units: 3,
-        })),
+        Input::Draw {
+            update: DrawUpdate::Seed(DrawSeedInfo {
+                draw_id: "d".into(),
+                seed: "00".repeat(32),
+                reveals: vec![],
+                beacon_text: None,
+                units: 3,
+            }),
+            step: Some(0),
+        },
     );
     for number in 1..=3 {
         sim.input(
             0,
-            Input::Draw(DrawUpdate::Number {
-                draw_id: "d".into(),
-                number,
-                unit: format!("U{number}"),
-                size: 1,
-            }),
+            Input::Draw {
+                update: DrawUpdate::Number {
+                    draw_id: "d".into(),
+                    number,
+                    unit: format!("U{number}"),
+                    size: 1,
+                },
+                step: Some(number),
+            },
         );
     }
     sim.advance(500);

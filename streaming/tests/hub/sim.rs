@@ -428,8 +428,9 @@ fn describe(input: &Input) -> String {
         Input::StatusChanged(s) => format!("status {s:?}"),
         Input::EventEdited(e) => format!("edited {}", e.title),
         Input::MediaChanged(p) => format!("media publishing={p}"),
-        Input::Draw(u) => format!("draw {u:?}"),
+        Input::Draw { update, step } => format!("draw {step:?} {update:?}"),
         Input::Bus(m) => format!("bus {}", bus_kind(m)),
+        Input::BusConnection(up) => format!("bus connection up={up}"),
     }
 }
 

@@ -6,6 +6,7 @@
 //!   directory and database, and kills it on drop.
 //! - `binary`: where the `gongkai` binary is and how to run its CLI.
 //! - `postgres`: [`TestDatabase`], a fresh PostgreSQL database per test.
+//! - `nats`: [`nats::NatsServer`], a NATS server of the test's own that it may kill.
 //! - `browser`: [`Browser`], Debian's Chromium driven through chromedriver.
 //! - `http`: raw HTTP helpers for what reqwest cannot express (oversized bodies).
 //!
@@ -18,6 +19,7 @@ pub mod app;
 pub mod binary;
 pub mod browser;
 pub mod http;
+pub mod nats;
 pub mod postgres;
 
 pub use app::{AppOptions, TestApp};

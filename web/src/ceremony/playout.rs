@@ -175,7 +175,12 @@ async fn run(state: &AppState, draw_id: &str) -> anyhow::Result<()> {
             return Ok(());
         }
         if let Some(event) = &event {
-            state.hub.draw_update(event, step.clone()).await;
+            // The room stores the step's index with it before showing it, so a restart
+            // during the pause below resumes after this step (`store::hub`).
+            state
+                .hub
+                .draw_update(event, step.clone(), Some(i as u64))
+                .await;
             let wait = match step {
                 // The seed is the moment of truth: give viewers a breath before the numbers.
                 DrawUpdate::Seed(_) => pace * 5,
@@ -221,6 +226,7 @@ async fn run(state: &AppState, draw_id: &str) -> anyhow::Result<()> {
                     draw_id: draw_id.to_owned(),
                     transcript_hash: hash.clone(),
                 },
+                None,
             )
             .await;
     }

@@ -4,13 +4,19 @@
 //! Payloads are bytes on a subject per event ([`room_subject`]); the room's
 //! `BusMessage` JSON is the payload. Delivery is at most once and unordered across
 //! publishers, which is what the hub core's sequencer design assumes.
+//!
+//! The NATS client reconnects by itself; [`Bus::link`] says whether it is connected and
+//! counts reconnections, so rooms can hold failover while the bus is down and catch up
+//! when it is back (`Input::BusConnection`), and `/readyz` can report a lost bus.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::domain::event::EventId;
 
@@ -31,8 +37,24 @@ pub fn changes_subject(event: &EventId) -> String {
 #[derive(Debug, Clone)]
 pub enum Bus {
     Local(LocalBus),
-    Nats(async_nats::Client),
+    Nats {
+        client: async_nats::Client,
+        link: watch::Receiver<Link>,
+    },
 }
+
+/// The state of this process's connection to the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub connected: bool,
+    /// Connections made so far (1 after the first): a changed value means the link was
+    /// lost and made again, even if nobody saw it down.
+    pub connections: u64,
+}
+
+/// The longest wait between reconnection attempts: short, so that every node is back
+/// well within the rooms' peer timeout once the NATS server is.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(1000);
 
 /// Subjects to broadcast channels, shared by clones.
 #[derive(Debug, Clone, Default)]
@@ -46,22 +68,71 @@ impl Bus {
     }
 
     pub async fn connect_nats(url: &str) -> anyhow::Result<Bus> {
+        let (tx, link) = watch::channel(Link {
+            connected: true,
+            connections: 1,
+        });
         let client = async_nats::ConnectOptions::new()
             .name("gongkai")
+            .reconnect_delay_callback(|attempts| {
+                let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+                (Duration::from_millis(100) * attempts).min(MAX_RECONNECT_DELAY)
+            })
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("bus: connected to NATS");
+                            tx.send_modify(|link| {
+                                if !link.connected {
+                                    link.connected = true;
+                                    link.connections += 1;
+                                }
+                            });
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!("bus: NATS connection lost; reconnecting");
+                            tx.send_modify(|link| link.connected = false);
+                        }
+                        // Each failed reconnection attempt: the "lost" warning said it.
+                        async_nats::Event::ClientError(error) => {
+                            tracing::debug!(%error, "bus: NATS client error");
+                        }
+                        other => tracing::info!(event = %other, "bus: NATS event"),
+                    }
+                }
+            })
             .connect(url)
             .await?;
-        Ok(Bus::Nats(client))
+        Ok(Bus::Nats { client, link })
     }
 
     /// Whether other processes may be on this bus (new rooms then wait for a sync).
     pub fn is_shared(&self) -> bool {
-        matches!(self, Bus::Nats(_))
+        matches!(self, Bus::Nats { .. })
+    }
+
+    /// Whether messages can go out now (the in-process bus always can).
+    pub fn connected(&self) -> bool {
+        match self {
+            Bus::Local(_) => true,
+            Bus::Nats { link, .. } => link.borrow().connected,
+        }
+    }
+
+    /// The connection's state as it changes (`None`: the in-process bus, always up).
+    pub fn link(&self) -> Option<watch::Receiver<Link>> {
+        match self {
+            Bus::Local(_) => None,
+            Bus::Nats { link, .. } => Some(link.clone()),
+        }
     }
 
     pub async fn subscribe(&self, subject: &str) -> anyhow::Result<Subscription> {
         match self {
             Bus::Local(local) => Ok(Subscription::Local(local.sender(subject).subscribe())),
-            Bus::Nats(client) => Ok(Subscription::Nats(
+            Bus::Nats { client, .. } => Ok(Subscription::Nats(
                 client.subscribe(subject.to_owned()).await?,
             )),
         }
@@ -74,7 +145,7 @@ impl Bus {
                 // No subscriber is not an error: nobody else runs the room.
                 let _ = local.sender(subject).send(payload);
             }
-            Bus::Nats(client) => {
+            Bus::Nats { client, .. } => {
                 if let Err(error) = client.publish(subject.to_owned(), payload).await {
                     tracing::warn!(%error, subject, "bus publish failed");
                 }

@@ -241,9 +241,15 @@ impl Hub {
     }
 
     /// Broadcasts a draw play-out step in the event's room (opened here if needed, so
-    /// the step is sequenced even when nobody on this node watches).
-    pub async fn draw_update(&self, event: &Event, update: streaming::hub::DrawUpdate) {
-        let mut command = Command::Draw(update);
+    /// the step is sequenced even when nobody on this node watches). `step`: its index in
+    /// the play-out, stored with it before it is shown (`None` for the publication).
+    pub async fn draw_update(
+        &self,
+        event: &Event,
+        update: streaming::hub::DrawUpdate,
+        step: Option<u64>,
+    ) {
+        let mut command = Command::Draw { update, step };
         // A room may be retiring as we send; one retry reaches its replacement.
         for _ in 0..2 {
             match self.room(event).send(command).await {

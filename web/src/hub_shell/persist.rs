@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use streaming::hub::{Entry, ViewerSample};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::domain::event::EventId;
@@ -19,6 +19,8 @@ const ATTEMPTS: u32 = 3;
 pub enum Job {
     Entry(Box<Entry>),
     Sample(ViewerSample),
+    /// Answered once every job before it is written (or given up on).
+    Flushed(oneshot::Sender<()>),
 }
 
 /// Starts the writer; it ends after the returned sender is dropped and everything
@@ -42,6 +44,10 @@ async fn run(store: Store, event: EventId, mut rx: mpsc::UnboundedReceiver<Job>)
                         store.record_viewer_sample(&event, &sample)
                     })
                     .await;
+                }
+                Job::Flushed(done) => {
+                    write_entries(&store, &event, &mut entries).await;
+                    let _ = done.send(());
                 }
             }
         }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use streaming::hub::{
-    BusMessage, ClientFrame, ConnId, Effect, ErrorCode, EventInfo, Input, Millis, Room, StaffRole,
-    Viewer,
+    BusMessage, ClientFrame, ConnId, Effect, Entry, ErrorCode, EventInfo, Input, Millis, Op, Room,
+    StaffRole, Viewer,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,8 +48,11 @@ pub enum Command {
     },
     /// The event was edited or changed status (on this node).
     Changed(EventInfo),
-    /// A step of a draw's live play-out.
-    Draw(streaming::hub::DrawUpdate),
+    /// A step of a draw's live play-out; `step`: its index in the play-out.
+    Draw {
+        update: streaming::hub::DrawUpdate,
+        step: Option<u64>,
+    },
     /// The event's publisher connected (`true`) or went away (`false`).
     Media(bool),
 }
@@ -109,6 +112,7 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
         now,
     );
     tracing::info!(event = %event.id, node = %hub.0.node.0, "room opened");
+    let mut link = hub.0.bus.link();
     let persist = persist::spawn(&hub.0.tasks, hub.0.store.clone(), event.id.clone());
     let publish = spawn_publisher(&hub, subject.clone());
     let mut shell = Shell {
@@ -121,6 +125,15 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
         publish,
     };
     shell.apply(now, effects);
+    // Opened while the bus is down: the room must know (no failover without a bus).
+    let mut connections = link
+        .as_mut()
+        .map_or(0, |l| l.borrow_and_update().connections);
+    if let Some(l) = &link
+        && !l.borrow().connected
+    {
+        shell.input(Input::BusConnection(false));
+    }
 
     let idle_after = options.room_idle;
     let mut idle_since: Option<tokio::time::Instant> = None;
@@ -132,7 +145,7 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
             biased;
             () = hub.0.shutdown.cancelled() => break,
             command = rx.recv() => match command {
-                Some(command) => shell.command(command),
+                Some(command) => shell.command(command).await,
                 None => break,
             },
             Some(payload) = next(&mut room_bus) => match BusMessage::decode(&payload) {
@@ -145,6 +158,14 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "undecodable change notice"),
                 }
+            }
+            Some(state) = link_changed(&mut link) => {
+                if state.connections != connections {
+                    // Lost and made again (maybe too fast to see it down): catch up.
+                    connections = state.connections;
+                    shell.input(Input::BusConnection(false));
+                }
+                shell.input(Input::BusConnection(state.connected));
             }
             () = tick => shell.input(Input::Tick),
             () = sleep_until(idle_at) => {
@@ -172,7 +193,7 @@ pub async fn run(hub: Hub, event: Event, mut rx: mpsc::Receiver<Command>) {
 }
 
 impl Shell {
-    fn command(&mut self, command: Command) {
+    async fn command(&mut self, command: Command) {
         let now = now_millis();
         match command {
             Command::Join {
@@ -229,9 +250,44 @@ impl Shell {
                 self.input(Input::Message { conn, frame });
             }
             Command::Changed(info) => self.changed(info),
-            Command::Draw(update) => self.input(Input::Draw(update)),
+            Command::Draw { update, step } => self.draw(update, step).await,
             Command::Media(publishing) => self.input(Input::MediaChanged(publishing)),
         }
+    }
+
+    /// A play-out step is stored before anyone is shown it: its entry records the
+    /// play-out's progress (`store::hub`), so a crash right after the step was shown
+    /// cannot make the resumed play-out show it again.
+    async fn draw(&mut self, update: streaming::hub::DrawUpdate, step: Option<u64>) {
+        let now = now_millis();
+        let effects = self.room.handle(now, Input::Draw { update, step });
+        let numbered = |e: &Effect| {
+            matches!(
+                e,
+                Effect::Persist(Entry {
+                    op: Op::Draw { step: Some(_), .. },
+                    ..
+                })
+            )
+        };
+        if !effects.iter().any(numbered) {
+            // Not sequenced here (another node sequences, and stores it there).
+            self.apply(now, effects);
+            return;
+        }
+        let (writes, rest): (Vec<Effect>, Vec<Effect>) = effects
+            .into_iter()
+            .partition(|e| matches!(e, Effect::Persist(_) | Effect::SampleViewers(_)));
+        self.apply(now, writes);
+        let (done, written) = oneshot::channel();
+        let _ = self.persist.send(Job::Flushed(done));
+        if tokio::time::timeout(DRAW_STORE_TIMEOUT, written)
+            .await
+            .is_err()
+        {
+            tracing::warn!(event = %self.event.id, "draw step not stored in time; showing it anyway");
+        }
+        self.apply(now_millis(), rest);
     }
 
     /// Turns a new version of the event into the room's inputs: a status change and/or
@@ -355,6 +411,20 @@ async fn next(subscription: &mut Option<Subscription>) -> Option<Bytes> {
     }
 }
 
+/// The bus link's next state; never resolves for the in-process bus.
+async fn link_changed(
+    link: &mut Option<tokio::sync::watch::Receiver<super::bus::Link>>,
+) -> Option<super::bus::Link> {
+    let Some(receiver) = link else {
+        return std::future::pending().await;
+    };
+    if receiver.changed().await.is_err() {
+        *link = None;
+        return std::future::pending().await;
+    }
+    Some(*receiver.borrow_and_update())
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -373,6 +443,9 @@ fn spawn_publisher(hub: &Hub, subject: String) -> mpsc::UnboundedSender<Bytes> {
     });
     tx
 }
+
+/// How long a play-out step waits to be stored before it is shown regardless.
+const DRAW_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the staff API waits for the room's `ack`.
 pub const STAFF_TIMEOUT: Duration = Duration::from_secs(5);

@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
@@ -23,8 +23,10 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// The process can do its work: the database answers.
-async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// The process can do its work: the database answers and (with NATS) the bus is
+/// connected. A node without its bus serves its own viewers, but viewers on other nodes
+/// do not see what happens here until it is back.
+async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     if state.shutdown.is_cancelled() {
         return Err(ApiError::Unavailable("shutting down".into()));
     }
@@ -32,7 +34,22 @@ async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiE
         tracing::warn!(error = %e, "readiness check: database unreachable");
         ApiError::Unavailable("database unreachable".into())
     })?;
-    Ok(axum::Json(json!({"status": "ready", "database": "ok"})))
+    let bus = state.hub.bus();
+    let link = match (bus.is_shared(), bus.connected()) {
+        (false, _) => "local",
+        (true, true) => "connected",
+        (true, false) => "disconnected",
+    };
+    if link == "disconnected" {
+        let body = json!({
+            "status": "unavailable",
+            "database": "ok",
+            "bus": link,
+            "error": {"code": "unavailable", "message": "the message bus (NATS) is disconnected"},
+        });
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response());
+    }
+    Ok(axum::Json(json!({"status": "ready", "database": "ok", "bus": link})).into_response())
 }
 
 async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {

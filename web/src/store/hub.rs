@@ -462,12 +462,29 @@ fn seed_question(row: &AnyRow) -> Result<QuestionRecord, sqlx::Error> {
 async fn apply_entry(tx: &mut Transaction<'_, Any>, id: &str, entry: &Entry) -> StoreResult<()> {
     let at = signed(entry.at.0);
     match &entry.op {
-        // Draw steps are stored with the draw (its transcript), not in the event record.
+        // What a draw step shows is stored with the draw (its transcript), not in the
+        // event record; the play-out's progress is stored here, in the transaction that
+        // stores the step's seq and before anyone is shown the step, so a play-out
+        // resumed after a crash continues after it and never shows it twice.
+        Op::Draw {
+            update,
+            step: Some(step),
+        } => {
+            sqlx::query(
+                "UPDATE draws SET played = CASE WHEN played < $1 THEN $1 ELSE played END
+                 WHERE id = $2 AND event_id = $3",
+            )
+            .bind(signed(step.saturating_add(1)))
+            .bind(update.draw_id())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        }
         Op::TermStarted { .. }
         | Op::StatusChanged { .. }
         | Op::EventEdited { .. }
         | Op::MediaChanged { .. }
-        | Op::Draw { .. } => {}
+        | Op::Draw { step: None, .. } => {}
         Op::ChatPosted {
             id: message,
             author,

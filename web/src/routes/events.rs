@@ -391,12 +391,9 @@ async fn viewer_token(
     ))
 }
 
-/// How long the broadcaster page's publish credential lives (a live session is checked
-/// only when it starts; the page fetches a fresh credential when one is refused).
-const PUBLISH_CREDENTIAL_TTL_SECS: u64 = Grant::Publish.max_ttl_secs();
-
 /// A short-lived WHIP credential for the broadcaster page, accepted beside the event's
 /// publish token without rotating it (so OBS keeps its token). Same people as the token.
+/// Checked only when a session starts; the page fetches a fresh one when one is refused.
 async fn publish_credential(
     State(state): State<AppState>,
     caller: Caller,
@@ -409,18 +406,8 @@ async fn publish_credential(
             "only administrators and the event's broadcasters may publish".into(),
         ));
     }
-    if matches!(event.status, EventStatus::Ended | EventStatus::Cancelled) {
-        return Err(ApiError::Conflict(format!("the event is {}", event.status)));
-    }
-    let expires = u64::try_from(now_ms() / 1000).unwrap_or(0) + PUBLISH_CREDENTIAL_TTL_SECS;
-    let token = state
-        .viewer_key
-        .sign_grant(Grant::Publish, event.id.as_str(), expires);
-    Ok(axum::Json(json!({ "token": token, "expires_at": expires })))
+    credential(&state, &event, Grant::Publish)
 }
-
-/// How long a staff preview credential lives (checked when a viewer session starts).
-const PREVIEW_CREDENTIAL_TTL_SECS: u64 = Grant::Preview.max_ttl_secs();
 
 /// A WHEP credential for the event's staff: they may watch a rehearsal, which the public
 /// may not. Same people as start and end.
@@ -431,6 +418,16 @@ async fn preview_credential(
 ) -> Result<impl IntoResponse, ApiError> {
     let event = load(&state, &id).await?;
     may_run(&caller, &event)?;
+    credential(&state, &event, Grant::Preview)
+}
+
+/// `{"token", "expires_at"}`: a `grant` for the event that lives as long as its kind
+/// may, while the event has not ended (409 `ended`).
+fn credential(
+    state: &AppState,
+    event: &Event,
+    grant: Grant,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
     if matches!(event.status, EventStatus::Ended | EventStatus::Cancelled) {
         return Err(ApiError::State {
             code: "ended",
@@ -438,10 +435,10 @@ async fn preview_credential(
             retry_after: None,
         });
     }
-    let expires = u64::try_from(now_ms() / 1000).unwrap_or(0) + PREVIEW_CREDENTIAL_TTL_SECS;
+    let expires = u64::try_from(now_ms() / 1000).unwrap_or(0) + grant.max_ttl_secs();
     let token = state
         .viewer_key
-        .sign_grant(Grant::Preview, event.id.as_str(), expires);
+        .sign_grant(grant, event.id.as_str(), expires);
     Ok(axum::Json(json!({ "token": token, "expires_at": expires })))
 }
 

@@ -15,7 +15,8 @@ use minijinja::{Environment, Value};
 
 pub use i18n::Lang;
 
-const TEMPLATES: &[(&str, &str)] = &[
+/// Every template, compiled in; the one list pages and their tests use.
+pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("../../templates/layout.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -88,6 +89,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "draw_choice_row.html",
         include_str!("../../templates/draw_choice_row.html"),
+    ),
+    (
+        "draw_live_panel.html",
+        include_str!("../../templates/draw_live_panel.html"),
     ),
 ];
 

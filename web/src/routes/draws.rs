@@ -76,22 +76,24 @@ fn may_organise(caller: &Caller) -> Result<(), ApiError> {
     caller.require_any(&[Role::Organiser, Role::Admin])
 }
 
+/// The one answer for a draw the caller may not know about: an unknown id and, for the
+/// public, a draft get exactly this (same status, same body).
+pub(super) fn draw_not_found() -> ApiError {
+    ApiError::NotFound("draw".into())
+}
+
 pub(super) async fn load(state: &AppState, id: &str) -> Result<DrawRow, ApiError> {
     if lottery::DrawId::parse(id).is_err() {
-        return Err(ApiError::NotFound("draw".into()));
+        return Err(draw_not_found());
     }
-    state
-        .store
-        .draw(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("draw".into()))
+    state.store.draw(id).await?.ok_or_else(draw_not_found)
 }
 
 /// A draft is the organiser's business; from `open` on the draw is public.
 pub(super) async fn load_public(state: &AppState, id: &str) -> Result<DrawRow, ApiError> {
     let draw = load(state, id).await?;
     if draw.state == DrawState::Draft {
-        return Err(ApiError::NotFound("draw".into()));
+        return Err(draw_not_found());
     }
     Ok(draw)
 }
@@ -1270,7 +1272,9 @@ async fn private_file(
 // --- witnesses -------------------------------------------------------------------------
 
 /// Who acts for witness `index`: the organiser (session or token), or the witness with the
-/// link the organiser gave them (`X-Witness-Token`).
+/// link the organiser gave them (`X-Witness-Token`). A draft is the organiser's alone:
+/// anyone else (a witness link too, valid or not) gets exactly the 404 of an unknown
+/// draw, so the answer never confirms that the draft exists.
 async fn witness_actor(
     state: &AppState,
     draw: &DrawRow,
@@ -1278,7 +1282,13 @@ async fn witness_actor(
     request: Request,
 ) -> Result<(String, Value), ApiError> {
     let (mut parts, body) = request.into_parts();
-    let actor = if let Some(token) = parts.headers.get("x-witness-token") {
+    let actor = if draw.state == DrawState::Draft {
+        let organiser = match Caller::from_request_parts(&mut parts, state).await {
+            Ok(caller) if may_organise(&caller).is_ok() => caller,
+            _ => return Err(draw_not_found()),
+        };
+        organiser.user.username
+    } else if let Some(token) = parts.headers.get("x-witness-token") {
         let token = token.to_str().unwrap_or("");
         let witnesses = state.store.witnesses(&draw.id, draw.round).await?;
         let w = witnesses

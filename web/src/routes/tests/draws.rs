@@ -279,3 +279,112 @@ async fn drafts_answer_like_unknown_draws_on_sqlite() {
 async fn drafts_answer_like_unknown_draws_on_postgres() {
     drafts_answer_like_unknown_draws(TestStore::postgres().await).await;
 }
+
+/// Issue 15 item 17: new names of nothing visible are refused (API and CSV), and a CSV
+/// with several kinds of bad rows is answered with every one of them, children who
+/// already applied included, in one 422; nothing is stored.
+async fn a_csv_report_names_every_bad_row(t: TestStore) {
+    let d = draw_app(t).await;
+    d.draft("kg-csv").await;
+    let (status, body) = d
+        .staff("POST", "/api/v1/draws/kg-csv/open", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let apply =
+        |body: Value| json_request("POST", "/api/v1/draws/kg-csv/applications", &body, None);
+    let choices = json!([{"kg": "KG-A", "class": 1}]);
+    for n in [1, 4] {
+        let (status, _, body) = send(
+            &d.app,
+            apply(json!({"child_id": child_id(n), "child_name": "王小明", "choices": choices})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    for (body, field) in [
+        (
+            json!({"child_id": child_id(2), "child_name": "\u{0}\u{202E}\u{200B}", "choices": choices}),
+            "child_name",
+        ),
+        (
+            json!({"child_id": child_id(2), "child_name": "王\u{200B}明", "choices": choices}),
+            "child_name",
+        ),
+        (
+            json!({"children": [{"child_id": child_id(2), "child_name": "赵一"},
+                                {"child_id": child_id(3), "child_name": "赵\u{202E}二"}],
+                   "choices": choices}),
+            "children[1].child_name",
+        ),
+    ] {
+        let (status, _, answer) = send(&d.app, apply(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+    }
+
+    let csv = format!(
+        "child_id,child_name,choices,group\n\
+         {},李一,KG-A:1,\n\
+         {},\"\u{0}\u{202E}\u{200B}\",KG-A:1,\n\
+         {},张三,KG-Z:1,\n\
+         {},李二,KG-A:1,\n\
+         {},王\u{200B}四,KG-A:1,\n\
+         {},\"=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\",KG-A:1,\n",
+        child_id(1),
+        child_id(2),
+        child_id(3),
+        child_id(2),
+        child_id(4),
+        child_id(5),
+    );
+    let request = Request::post("/api/v1/draws/kg-csv/applications/import")
+        .header(header::COOKIE, &d.session.0)
+        .header("x-csrf-token", &d.session.1)
+        .header("content-type", "text/csv")
+        .body(Body::from(csv))
+        .unwrap();
+    let (status, _, body) = send(&d.app, request).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_rows", "{body}");
+    let rows: Vec<(u64, String, String)> = body["error"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["field"].as_str().unwrap().to_owned(),
+                r["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(u64, String, String)> = [
+        (2, "child_id", "already_applied"),
+        (3, "child_name", "child_name_invisible"),
+        (4, "choices", "choices"),
+        (5, "child_id", "child_id_repeated"),
+        (6, "child_id", "already_applied"),
+        (6, "child_name", "child_name_invisible"),
+    ]
+    .into_iter()
+    .map(|(line, field, code)| (line, field.to_owned(), code.to_owned()))
+    .collect();
+    assert_eq!(rows, expected, "{body}");
+    assert!(
+        !body.to_string().contains(&child_id(1)) && !body.to_string().contains("李一"),
+        "no child's data in the report: {body}"
+    );
+    let (_, draw) = d.staff("GET", "/api/v1/draws/kg-csv", Value::Null).await;
+    assert_eq!(draw["applications"], 2, "nothing stored: {draw}");
+    d.t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_csv_report_names_every_bad_row_on_sqlite() {
+    a_csv_report_names_every_bad_row(TestStore::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_csv_report_names_every_bad_row_on_postgres() {
+    a_csv_report_names_every_bad_row(TestStore::postgres().await).await;
+}

@@ -18,6 +18,10 @@ pub enum ChildError {
     IdCheckDigit,
     #[error("name must have 1 to 64 characters after trimming white space")]
     NameLength,
+    #[error(
+        "name must not contain control characters, bidirectional controls or invisible (zero-width, format) characters"
+    )]
+    NameInvisible,
     #[error("salt: {0}")]
     Salt(HexError),
 }
@@ -105,9 +109,47 @@ impl ChildName {
         Ok(ChildName(trimmed.to_owned()))
     }
 
+    /// The rule for a name entered now (an application through the API or a CSV import):
+    /// [`ChildName::parse`] and, besides, no C0/C1 control characters, no bidirectional
+    /// embeddings, overrides, isolates or marks, and no zero-width or other invisible
+    /// format characters (which make a name look empty, or like another). `parse` stays
+    /// the specification's rule (section 2), for names already stored and for verifying
+    /// files: a stricter intake changes no leaf and no check.
+    pub fn parse_new(text: &str) -> Result<ChildName, ChildError> {
+        let name = ChildName::parse(text)?;
+        if name.0.chars().any(refused_in_new_name) {
+            return Err(ChildError::NameInvisible);
+        }
+        Ok(name)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Characters a newly entered name may not contain: control characters (C0, DEL, C1),
+/// line and paragraph separators, bidirectional controls, and characters that render as
+/// nothing (Unicode general category Cf, zero-width spaces and joiners, fillers, tags),
+/// and noncharacters.
+pub fn refused_in_new_name(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            // bidirectional marks, embeddings, overrides and isolates
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            // line and paragraph separators
+            | '\u{2028}' | '\u{2029}'
+            // zero-width and other invisible format characters, fillers
+            | '\u{00AD}' | '\u{034F}' | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}'
+            | '\u{0890}' | '\u{0891}' | '\u{08E2}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200D}'
+            | '\u{2060}'..='\u{2064}' | '\u{206A}'..='\u{206F}' | '\u{3164}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{110BD}' | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}' | '\u{E0020}'..='\u{E007F}'
+            // noncharacters
+            | '\u{FDD0}'..='\u{FDEF}')
+        || (u32::from(c) & 0xFFFE) == 0xFFFE
 }
 
 impl fmt::Debug for ChildName {
@@ -210,6 +252,76 @@ mod tests {
             ChildName::parse(&"张".repeat(65)),
             Err(ChildError::NameLength)
         );
+    }
+
+    #[test]
+    fn new_names_refuse_control_bidi_and_invisible_characters() {
+        // Issue 15 item 17: a name of nothing visible passed the specification's rule.
+        let invisible = "\u{0000}\u{202E}\u{200B}";
+        assert!(
+            ChildName::parse(invisible).is_ok(),
+            "the spec's rule is unchanged"
+        );
+        assert_eq!(
+            ChildName::parse_new(invisible),
+            Err(ChildError::NameInvisible)
+        );
+        for bad in [
+            "王\u{0000}明",
+            "王\u{0007}明",
+            "王\u{007F}明",
+            "王\u{0085}明",
+            "王\u{009B}明",
+            "王\n明",
+            "王\t明",
+            "\u{202E}明王",
+            "王\u{202A}明",
+            "王\u{2066}明\u{2069}",
+            "王\u{200E}明",
+            "王\u{061C}明",
+            "王\u{200B}明",
+            "王\u{200C}明",
+            "王\u{200D}明",
+            "王\u{2060}明",
+            "王\u{FEFF}明",
+            "王\u{00AD}明",
+            "王\u{180E}明",
+            "王\u{3164}",
+            "王\u{E0041}明",
+            "王\u{2028}明",
+            "王\u{FFFF}明",
+            "\u{200B}",
+            "\u{FEFF}\u{200B}",
+        ] {
+            assert_eq!(
+                ChildName::parse_new(bad),
+                Err(ChildError::NameInvisible),
+                "{:?}",
+                bad.escape_unicode().to_string()
+            );
+        }
+        for empty in ["", "   ", "\u{3000}\t"] {
+            assert_eq!(ChildName::parse_new(empty), Err(ChildError::NameLength));
+        }
+        assert_eq!(
+            ChildName::parse_new(&"张".repeat(65)),
+            Err(ChildError::NameLength)
+        );
+        // Real names stay accepted: Chinese, with the middle dot of transliterated names,
+        // Latin with accents and spaces, rare characters outside the BMP.
+        for good in [
+            "王小明",
+            "买买提·艾力",
+            "Amélie Dupont",
+            "O'Brien-Li",
+            "𠮷田",
+            "  李华 ",
+        ] {
+            let name = ChildName::parse_new(good).unwrap();
+            assert_eq!(name, ChildName::parse(good).unwrap());
+        }
+        // The message never quotes the name.
+        assert!(!ChildError::NameInvisible.to_string().contains('王'));
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! The header is exactly `child_id,child_name,choices,group`; `choices` lists
 //! `code:class` pairs separated by `;` in order of preference (`KG-01:1;KG-03:2`); `group`
 //! is empty or shared by twins/multiples. UTF-8, with or without a byte-order mark. Every bad
-//! row is reported with its line number and field, and nothing is imported while any row is
-//! bad. Application codes and salts are drawn from the caller's CSPRNG.
+//! row is reported with its line number, field and a stable code, and nothing is imported
+//! while any row is bad. Names follow the rule for new names ([`ChildName::parse_new`]).
+//! [`check_csv`] also hands the caller every ID number that parsed, so that problems only
+//! the caller can see (a child who already applied) join the same report. Application
+//! codes and salts are drawn from the caller's CSPRNG.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -12,7 +15,7 @@ use std::fmt;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::announcement::Kindergarten;
-use crate::child::{ChildId, ChildName, Salt};
+use crate::child::{ChildError, ChildId, ChildName, Salt};
 use crate::choice::{Choice, Choices};
 use crate::ids::{AppCode, Group, KindergartenCode};
 use crate::leaf::Application;
@@ -27,7 +30,24 @@ pub struct RowError {
     pub line: u64,
     /// `header`, `row`, or one of the column names.
     pub field: &'static str,
+    /// What is wrong, for programs and translations: `header`, `csv`, `field_count`,
+    /// `utf8`, `child_id_shape`, `child_id_check_digit`, `child_id_repeated`,
+    /// `child_name_length`, `child_name_invisible`, `choices`, `group_single`,
+    /// `group_choices` (and the caller's own, e.g. `already_applied`).
+    pub code: &'static str,
     pub message: String,
+}
+
+impl RowError {
+    /// Sorts problems by line, then by column (`header` and `row` first).
+    pub fn sort(errors: &mut [RowError]) {
+        errors.sort_by_key(|e| {
+            (
+                e.line,
+                CSV_HEADER.iter().position(|column| *column == e.field),
+            )
+        });
+    }
 }
 
 impl fmt::Display for RowError {
@@ -77,17 +97,58 @@ pub fn import_csv<R: CryptoRng + RngCore>(
     })
 }
 
-/// [`import_csv`], keeping each application's line number (for errors found later, e.g. a
-/// child who already applied through another channel).
+/// [`import_csv`], keeping each application's line number.
 pub fn import_csv_with_lines<R: CryptoRng + RngCore>(
     input: &[u8],
     kindergartens: &[Kindergarten],
     rng: &mut R,
 ) -> Result<Vec<(u64, Application)>, ImportErrors> {
-    let rows = parse_rows(input, kindergartens)?;
+    check_csv(input, kindergartens).into_applications(rng)
+}
+
+/// A checked CSV file: the rows that parsed and every problem found so far.
+pub struct CheckedCsv {
+    rows: Vec<Row>,
+    child_ids: Vec<(u64, ChildId)>,
+    errors: Vec<RowError>,
+}
+
+/// Checks a CSV file without drawing codes: every problem of the file, and every ID
+/// number that parsed (also on rows with other problems).
+pub fn check_csv(input: &[u8], kindergartens: &[Kindergarten]) -> CheckedCsv {
+    parse_rows(input, kindergartens)
+}
+
+impl CheckedCsv {
+    /// Every row whose ID number parsed, with its line (for the caller's own checks, such
+    /// as children who already applied).
+    pub fn child_ids(&self) -> &[(u64, ChildId)] {
+        &self.child_ids
+    }
+
+    /// Adds problems the caller found, to be reported with the file's own.
+    pub fn add_errors(&mut self, errors: impl IntoIterator<Item = RowError>) {
+        self.errors.extend(errors);
+    }
+
+    /// The applications, codes and salts drawn from `rng`; or every problem, sorted by
+    /// line and column.
+    pub fn into_applications<R: CryptoRng + RngCore>(
+        self,
+        rng: &mut R,
+    ) -> Result<Vec<(u64, Application)>, ImportErrors> {
+        let mut errors = self.errors;
+        if !errors.is_empty() {
+            RowError::sort(&mut errors);
+            return Err(ImportErrors(errors));
+        }
+        Ok(draw_codes(self.rows, rng))
+    }
+}
+
+fn draw_codes<R: CryptoRng + RngCore>(rows: Vec<Row>, rng: &mut R) -> Vec<(u64, Application)> {
     let mut used = BTreeSet::new();
-    let applications = rows
-        .into_iter()
+    rows.into_iter()
         .map(|row| {
             let app = loop {
                 let code = AppCode::generate(rng);
@@ -107,11 +168,10 @@ pub fn import_csv_with_lines<R: CryptoRng + RngCore>(
                 },
             )
         })
-        .collect();
-    Ok(applications)
+        .collect()
 }
 
-fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, ImportErrors> {
+fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> CheckedCsv {
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     let known: BTreeSet<KindergartenCode> = kindergartens.iter().map(|kg| kg.code).collect();
     let mut reader = csv::ReaderBuilder::new()
@@ -121,6 +181,7 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
     let mut errors = Vec::new();
     let mut rows = Vec::new();
     let mut seen_ids: BTreeMap<ChildId, u64> = BTreeMap::new();
+    let mut child_ids = Vec::new();
     let mut header_seen = false;
     let mut last_line = 0;
     for record in reader.byte_records() {
@@ -131,6 +192,7 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
                 errors.push(RowError {
                     line,
                     field: "row",
+                    code: "csv",
                     message: format!("not valid CSV: {}", csv_problem(&error)),
                 });
                 break; // the reader cannot resynchronise reliably after a syntax error
@@ -146,9 +208,14 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
                 errors.push(RowError {
                     line,
                     field: "header",
+                    code: "header",
                     message: format!("expected the header {}", CSV_HEADER.join(",")),
                 });
-                return Err(ImportErrors(errors));
+                return CheckedCsv {
+                    rows,
+                    child_ids,
+                    errors,
+                };
             }
             continue;
         }
@@ -156,6 +223,7 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
             errors.push(RowError {
                 line,
                 field: "row",
+                code: "field_count",
                 message: format!(
                     "expected {} fields, found {}",
                     CSV_HEADER.len(),
@@ -173,6 +241,7 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
                     errors.push(RowError {
                         line,
                         field: CSV_HEADER[i],
+                        code: "utf8",
                         message: "not valid UTF-8".into(),
                     });
                     row_ok = false;
@@ -182,22 +251,29 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
         if !row_ok {
             continue;
         }
-        let mut error = |field: &'static str, message: String| {
+        let mut error = |field: &'static str, code: &'static str, message: String| {
             errors.push(RowError {
                 line,
                 field,
+                code,
                 message,
             })
         };
-        let child_id =
-            ChildId::parse(fields[0].trim()).map_err(|e| error("child_id", e.to_string()));
-        let child_name =
-            ChildName::parse(fields[1]).map_err(|e| error("child_name", e.to_string()));
-        let choices = parse_choices(fields[2], &known).map_err(|message| error("choices", message));
+        let child_id = ChildId::parse(fields[0].trim())
+            .map_err(|e| error("child_id", child_error_code(&e), e.to_string()));
+        let child_name = ChildName::parse_new(fields[1])
+            .map_err(|e| error("child_name", child_error_code(&e), e.to_string()));
+        let choices = parse_choices(fields[2], &known)
+            .map_err(|message| error("choices", "choices", message));
         let group = Group::new(fields[3].trim());
         if let Ok(child_id) = &child_id {
+            child_ids.push((line, child_id.clone()));
             if let Some(first) = seen_ids.get(child_id) {
-                error("child_id", format!("the same ID number as line {first}"));
+                error(
+                    "child_id",
+                    "child_id_repeated",
+                    format!("the same ID number as line {first}"),
+                );
             } else {
                 seen_ids.insert(child_id.clone(), line);
             }
@@ -216,20 +292,25 @@ fn parse_rows(input: &[u8], kindergartens: &[Kindergarten]) -> Result<Vec<Row>, 
         errors.push(RowError {
             line: 1,
             field: "header",
+            code: "header",
             message: "the file is empty".into(),
         });
     }
     check_groups(&rows, &mut errors);
-    if errors.is_empty() {
-        Ok(rows)
-    } else {
-        errors.sort_by_key(|e| {
-            (
-                e.line,
-                CSV_HEADER.iter().position(|column| *column == e.field),
-            )
-        });
-        Err(ImportErrors(errors))
+    CheckedCsv {
+        rows,
+        child_ids,
+        errors,
+    }
+}
+
+fn child_error_code(error: &ChildError) -> &'static str {
+    match error {
+        ChildError::IdShape => "child_id_shape",
+        ChildError::IdCheckDigit => "child_id_check_digit",
+        ChildError::NameLength => "child_name_length",
+        ChildError::NameInvisible => "child_name_invisible",
+        ChildError::Salt(_) => "salt",
     }
 }
 
@@ -268,6 +349,7 @@ fn check_groups(rows: &[Row], errors: &mut Vec<RowError>) {
             errors.push(RowError {
                 line: members[0].line,
                 field: "group",
+                code: "group_single",
                 message: format!(
                     "group {name:?} has only this member; twins and multiples share a group"
                 ),
@@ -279,6 +361,7 @@ fn check_groups(rows: &[Row], errors: &mut Vec<RowError>) {
                 errors.push(RowError {
                     line: member.line,
                     field: "choices",
+                    code: "group_choices",
                     message: format!(
                         "must equal the choices of line {} (same group {name:?})",
                         members[0].line
@@ -363,6 +446,71 @@ mod tests {
             errors[1].message
         );
         assert!(!errors.iter().any(|e| e.message.contains("110105")));
+    }
+
+    #[test]
+    fn names_of_nothing_visible_are_refused_and_formulas_kept_as_text() {
+        // Issue 15 item 17. A formula is a name like any other here: it is data, stored
+        // as typed; it is neutralised where a CSV is written (`web::csv_out`).
+        let text = "child_id,child_name,choices,group\n\
+                    11010519491231002X,\"\u{0}\u{202E}\u{200B}\",KG-01:1,\n\
+                    110105201901010016,王\u{200D}明,KG-01:1,\n\
+                    110105201901010032,\"=HYPERLINK(\"\"http://x\"\",\"\"x\"\")\",KG-01:1,\n";
+        let checked = check_csv(text.as_bytes(), &kgs());
+        assert_eq!(
+            checked.child_ids().len(),
+            3,
+            "every ID that parsed is handed out"
+        );
+        let errors = checked
+            .into_applications(&mut ChaCha20Rng::from_seed([3; 32]))
+            .unwrap_err()
+            .0;
+        let found: Vec<(u64, &str, &str)> =
+            errors.iter().map(|e| (e.line, e.field, e.code)).collect();
+        assert_eq!(
+            found,
+            [
+                (2, "child_name", "child_name_invisible"),
+                (3, "child_name", "child_name_invisible"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_callers_problems_join_the_report() {
+        let text = "child_id,child_name,choices,group\n\
+                    11010519491231002X,A,KG-09:1,\n\
+                    110105201901010016,B,KG-01:1,\n";
+        let mut checked = check_csv(text.as_bytes(), &kgs());
+        let lines: Vec<u64> = checked.child_ids().iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [2, 3], "also the ID of a row with another problem");
+        checked.add_errors(
+            checked
+                .child_ids()
+                .to_vec()
+                .into_iter()
+                .map(|(line, _)| RowError {
+                    line,
+                    field: "child_id",
+                    code: "already_applied",
+                    message: "already applied".into(),
+                }),
+        );
+        let errors = checked
+            .into_applications(&mut ChaCha20Rng::from_seed([3; 32]))
+            .unwrap_err()
+            .0;
+        let found: Vec<(u64, &str, &str)> =
+            errors.iter().map(|e| (e.line, e.field, e.code)).collect();
+        assert_eq!(
+            found,
+            [
+                (2, "child_id", "already_applied"),
+                (2, "choices", "choices"),
+                (3, "child_id", "already_applied"),
+            ]
+        );
     }
 
     #[test]

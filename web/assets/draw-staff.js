@@ -119,9 +119,18 @@
           const message = (data && data.error && data.error.message) || xhr.statusText || String(xhr.status);
           status.textContent = `${i18n.failed} ${message}`;
           const rows = (data && data.error && data.error.rows) || [];
+          // Each problem in the page's language by its stable code; the server's own words
+          // follow where they carry a detail (a line number, a kindergarten code).
+          const codes = $("import-codes").dataset;
+          const columns = $("import-columns").dataset;
+          const camel = (s) => String(s || "").replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+          const detailed = new Set(["child_id_repeated", "choices", "group_choices"]);
           for (const r of rows) {
+            const known = codes[camel(r.code)];
+            const text = !known ? r.message : detailed.has(r.code) ? `${known} — ${r.message}` : known;
             const tr = D.el("tr");
-            tr.append(D.el("td", null, r.line), D.el("td", null, r.field), D.el("td", null, r.message));
+            tr.dataset.code = r.code || "";
+            tr.append(D.el("td", null, r.line), D.el("td", null, columns[camel(r.field)] || r.field), D.el("td", null, text));
             table.tBodies[0].append(tr);
           }
           table.hidden = rows.length === 0;

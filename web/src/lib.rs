@@ -13,12 +13,14 @@
 //! - `on_air`: the event's status as the switch for its media, on every node
 //! - `pages`: templates, locales, assets
 //! - `error`: `ApiError`, the JSON error contract
+//! - `csv_out`: CSV the server writes, formula cells neutralised
 //! - `telemetry`, `telemetry_metrics`: logs and Prometheus metrics
 
 pub mod auth;
 pub mod ceremony;
 pub mod cli;
 pub mod config;
+pub mod csv_out;
 pub mod domain;
 pub mod error;
 pub mod hub_shell;

@@ -256,8 +256,10 @@ public_template!(application_page, "draw_application.html");
 public_template!(lookup_page, "draw_lookup.html");
 public_template!(proof_page, "draw_proof.html");
 
-/// The witness's own page: works from the draft on (commitments come before the
-/// announcement); the link's token stays in the fragment and is read by the script.
+/// The witness's own page, from the opening on (commitments come before the announcement);
+/// the link's token stays in the fragment and is read by the script. A draft's page is
+/// staff's only: the public gets the 404 of an unknown draw (the page cannot see the
+/// token, and would otherwise show the title, state and the witness's name).
 async fn witness_page(
     State(state): State<AppState>,
     PageCaller(caller): PageCaller,
@@ -267,7 +269,12 @@ async fn witness_page(
     jar: CookieJar,
 ) -> Response {
     let page = Page::new(state, caller, &query, &headers, jar);
-    let draw = match load(&page.state, &id).await {
+    let loaded = if page.is(&[Role::Organiser, Role::Admin, Role::Notary]) {
+        load(&page.state, &id).await
+    } else {
+        load_public(&page.state, &id).await
+    };
+    let draw = match loaded {
         Ok(d) => d,
         Err(e) => return page.error(e),
     };

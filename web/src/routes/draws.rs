@@ -11,6 +11,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use lottery::import::RowError;
 use lottery::{AppCode, ChildId, ChildName, Choice, Choices, KindergartenCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -76,22 +77,24 @@ fn may_organise(caller: &Caller) -> Result<(), ApiError> {
     caller.require_any(&[Role::Organiser, Role::Admin])
 }
 
+/// The one answer for a draw the caller may not know about: an unknown id and, for the
+/// public, a draft get exactly this (same status, same body).
+pub(super) fn draw_not_found() -> ApiError {
+    ApiError::NotFound("draw".into())
+}
+
 pub(super) async fn load(state: &AppState, id: &str) -> Result<DrawRow, ApiError> {
     if lottery::DrawId::parse(id).is_err() {
-        return Err(ApiError::NotFound("draw".into()));
+        return Err(draw_not_found());
     }
-    state
-        .store
-        .draw(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("draw".into()))
+    state.store.draw(id).await?.ok_or_else(draw_not_found)
 }
 
 /// A draft is the organiser's business; from `open` on the draw is public.
 pub(super) async fn load_public(state: &AppState, id: &str) -> Result<DrawRow, ApiError> {
     let draw = load(state, id).await?;
     if draw.state == DrawState::Draft {
-        return Err(ApiError::NotFound("draw".into()));
+        return Err(draw_not_found());
     }
     Ok(draw)
 }
@@ -581,7 +584,15 @@ fn text_field<'a>(value: &'a Value, field: &str) -> Result<&'a str, ApiError> {
         .ok_or_else(|| ApiError::validation(field, format!("{field} is required (a string)")))
 }
 
-fn child_of(value: &Value, prefix: &str) -> Result<(ChildId, ChildName), ApiError> {
+/// Which rule a name follows: a new application's ([`ChildName::parse_new`]: nothing
+/// invisible), or the specification's, to find what is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameRule {
+    New,
+    Stored,
+}
+
+fn child_of(value: &Value, prefix: &str, rule: NameRule) -> Result<(ChildId, ChildName), ApiError> {
     let field = |name: &str| {
         if prefix.is_empty() {
             name.to_owned()
@@ -607,10 +618,19 @@ fn child_of(value: &Value, prefix: &str) -> Result<(ChildId, ChildName), ApiErro
             "child_id must be an 18-character resident ID number with a valid check digit",
         )
     })?;
-    let child_name = ChildName::parse(name).map_err(|_| {
+    let parsed = match rule {
+        NameRule::New => ChildName::parse_new(name),
+        NameRule::Stored => ChildName::parse(name),
+    };
+    let child_name = parsed.map_err(|e| {
         ApiError::validation(
             &field("child_name"),
-            "child_name must be 1 to 64 characters",
+            match e {
+                lottery::child::ChildError::NameInvisible => {
+                    "child_name must not contain control characters, bidirectional controls or invisible (zero-width, format) characters"
+                }
+                _ => "child_name must be 1 to 64 characters",
+            },
         )
     })?;
     Ok((child_id, child_name))
@@ -702,10 +722,10 @@ async fn apply(
             }
             list.iter()
                 .enumerate()
-                .map(|(i, child)| child_of(child, &format!("children[{i}]")))
+                .map(|(i, child)| child_of(child, &format!("children[{i}]"), NameRule::New))
                 .collect::<Result<Vec<_>, _>>()?
         }
-        None => vec![child_of(&body, "")?],
+        None => vec![child_of(&body, "", NameRule::New)?],
     };
     let distinct: BTreeSet<&ChildId> = children.iter().map(|(id, _)| id).collect();
     if distinct.len() != children.len() {
@@ -800,7 +820,7 @@ async fn own_application(
 ) -> Result<(StoredApplication, ChildRecord), ApiError> {
     let not_found = || ApiError::NotFound("an application matching this receipt".into());
     let salt = text_field(body, "salt")?;
-    let (child_id, child_name) = child_of(body, "")?;
+    let (child_id, child_name) = child_of(body, "", NameRule::Stored)?;
     let stored = state
         .store
         .application_by_app(&draw.id, app)
@@ -1125,11 +1145,42 @@ async fn import(
     let key = state.ceremony.records_key()?;
     let kindergartens = draw.setup.kindergartens.clone();
     let draw_id = draw.id.clone();
-    let key_for_task = key.clone();
-    // Parsing and sealing a large file is CPU work: off the async threads.
+    let key_for_check = key.clone();
+    // Checking, then sealing a large file is CPU work: off the async threads.
+    let (mut checked, child_keys) = tokio::task::spawn_blocking(move || {
+        let checked = lottery::import::check_csv(&body, &kindergartens);
+        // Every ID number that parsed, also on rows with other problems: a child who
+        // already applied is reported with the file's own problems, in one answer.
+        let child_keys: Vec<(u64, String)> = checked
+            .child_ids()
+            .iter()
+            .map(|(line, id)| (*line, key_for_check.child_key(&draw_id, id.as_str())))
+            .collect();
+        (checked, child_keys)
+    })
+    .await
+    .map_err(anyhow::Error::new)?;
+    let keys: Vec<String> = child_keys
+        .iter()
+        .map(|(_, k)| k.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let existing = state.store.existing_child_keys(&draw.id, &keys).await?;
+    checked.add_errors(
+        child_keys
+            .iter()
+            .filter(|(_, k)| existing.contains(k))
+            .map(|(line, _)| RowError {
+                line: *line,
+                field: "child_id",
+                code: "already_applied",
+                message: "this child already has an application in this draw".into(),
+            }),
+    );
+    let draw_id = draw.id.clone();
     let prepared = tokio::task::spawn_blocking(move || {
-        let rows =
-            lottery::import::import_csv_with_lines(&body, &kindergartens, &mut rand_core::OsRng)?;
+        let rows = checked.into_applications(&mut rand_core::OsRng)?;
         let mut groups: HashMap<String, String> = HashMap::new();
         let mut stored = Vec::with_capacity(rows.len());
         for (line, application) in rows {
@@ -1141,15 +1192,15 @@ async fn import(
                 // their own so they cannot merge with a group that applied online.
                 groups
                     .entry(application.group.as_str().to_owned())
-                    .or_insert_with(|| key_for_task.group_id(&draw_id, &app))
+                    .or_insert_with(|| key.group_id(&draw_id, &app))
                     .clone()
             };
             stored.push((
                 line,
                 StoredApplication::new(
                     app.clone(),
-                    key_for_task.child_key(&draw_id, application.child_id.as_str()),
-                    key_for_task.seal(
+                    key.child_key(&draw_id, application.child_id.as_str()),
+                    key.seal(
                         &draw_id,
                         &app,
                         &ChildRecord {
@@ -1168,28 +1219,23 @@ async fn import(
     .await
     .map_err(anyhow::Error::new)?
     .map_err(|errors| ApiError::InvalidRows {
-        message: format!("{} bad row(s); nothing was imported", errors.0.len()),
+        message: format!(
+            "{} bad row(s); nothing was imported",
+            errors
+                .0
+                .iter()
+                .map(|e| e.line)
+                .collect::<BTreeSet<_>>()
+                .len()
+        ),
         rows: errors
             .0
             .iter()
-            .map(|e| json!({"line": e.line, "field": e.field, "message": e.message}))
+            .map(
+                |e| json!({"line": e.line, "field": e.field, "code": e.code, "message": e.message}),
+            )
             .collect(),
     })?;
-    let keys: Vec<String> = prepared.iter().map(|(_, a)| a.child_key.clone()).collect();
-    let existing = state.store.existing_child_keys(&draw.id, &keys).await?;
-    if !existing.is_empty() {
-        let rows: Vec<Value> = prepared
-            .iter()
-            .filter(|(_, a)| existing.contains(&a.child_key))
-            .map(|(line, _)| {
-                json!({"line": line, "field": "child_id", "message": "this child already has an application in this draw"})
-            })
-            .collect();
-        return Err(ApiError::InvalidRows {
-            message: format!("{} bad row(s); nothing was imported", rows.len()),
-            rows,
-        });
-    }
     let applications: Vec<StoredApplication> = prepared.into_iter().map(|(_, a)| a).collect();
     let inserted = state
         .store
@@ -1270,7 +1316,9 @@ async fn private_file(
 // --- witnesses -------------------------------------------------------------------------
 
 /// Who acts for witness `index`: the organiser (session or token), or the witness with the
-/// link the organiser gave them (`X-Witness-Token`).
+/// link the organiser gave them (`X-Witness-Token`). A draft is the organiser's alone:
+/// anyone else (a witness link too, valid or not) gets exactly the 404 of an unknown
+/// draw, so the answer never confirms that the draft exists.
 async fn witness_actor(
     state: &AppState,
     draw: &DrawRow,
@@ -1278,7 +1326,13 @@ async fn witness_actor(
     request: Request,
 ) -> Result<(String, Value), ApiError> {
     let (mut parts, body) = request.into_parts();
-    let actor = if let Some(token) = parts.headers.get("x-witness-token") {
+    let actor = if draw.state == DrawState::Draft {
+        let organiser = match Caller::from_request_parts(&mut parts, state).await {
+            Ok(caller) if may_organise(&caller).is_ok() => caller,
+            _ => return Err(draw_not_found()),
+        };
+        organiser.user.username
+    } else if let Some(token) = parts.headers.get("x-witness-token") {
         let token = token.to_str().unwrap_or("");
         let witnesses = state.store.witnesses(&draw.id, draw.round).await?;
         let w = witnesses

@@ -12,15 +12,21 @@ use crate::config::{ConfigArgs, Settings};
 use crate::state::AppState;
 use crate::store::testing::TestStore;
 
+mod draws;
+
 async fn app() -> (axum::Router, AppState, TestStore) {
     app_with(&[]).await
 }
 
 async fn app_with(env: &[(&str, &str)]) -> (axum::Router, AppState, TestStore) {
+    app_on(TestStore::sqlite().await, env).await
+}
+
+/// The app over the given store (SQLite or PostgreSQL), with `alice` an administrator.
+async fn app_on(t: TestStore, env: &[(&str, &str)]) -> (axum::Router, AppState, TestStore) {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     }
-    let t = TestStore::sqlite().await;
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

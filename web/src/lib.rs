@@ -22,6 +22,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod hub_shell;
+pub mod limits;
 pub mod on_air;
 pub mod pages;
 pub mod routes;

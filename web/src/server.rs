@@ -87,7 +87,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
     tokio::select! {
         result = server => { result??; }
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {

@@ -1088,3 +1088,120 @@ async fn a_bus_outage_loses_no_chat_between_nodes() {
     let (_, body) = readyz(&two).await;
     assert_eq!(body["bus"], "connected", "{body}");
 }
+
+/// Sends a `ping` and returns the error codes that arrived before its `pong`: the answers
+/// to everything this socket sent before (the room handles a socket's frames in order).
+async fn errors_until_pong(ws: &mut Ws, t: u64) -> Vec<String> {
+    ws.send(json!({"type": "ping", "t": t})).await;
+    let mut errors = Vec::new();
+    loop {
+        let message = ws.next().await;
+        match message["type"].as_str() {
+            Some("pong") if message["t"] == t => return errors,
+            Some("error") => errors.push(error_code(&message).to_owned()),
+            _ => {}
+        }
+    }
+}
+
+/// Issue 15 item 5: per-viewer limits bypassed by minting identities. From one address
+/// (every client here is 127.0.0.1): fresh cookies voting and liking, fresh cookies under
+/// slow mode, and a banned viewer's new cookie. All refused now.
+#[tokio::test]
+async fn fresh_identities_from_one_address_do_not_bypass_viewer_limits() {
+    let app = TestApp::spawn_with(
+        AppOptions::default().env("GONGKAI_LIMITS_VIEWER_IDENTITIES_PER_IP_PER_HOUR", "60"),
+    )
+    .await;
+    app.create_user("admin", PASSWORD, &["admin"]);
+    let admin = staff_session(&app, "admin").await;
+    let event = live_event(&app, &admin).await;
+    let mut m = Ws::connect(&app.base_url, &event, Some(&admin.0), None).await;
+    m.until("snapshot", |_| true).await;
+    let asker = viewer_cookie(&app, "提问者").await;
+    let mut q = Ws::connect(&app.base_url, &event, Some(&asker), None).await;
+    q.until("snapshot", |_| true).await;
+    q.send(json!({"type": "question.ask", "text": "加装电梯补贴？"}))
+        .await;
+    let question = m.until("question.asked", |_| true).await["question"]["id"]
+        .as_u64()
+        .expect("question id");
+    let mut minted = Vec::new();
+    for i in 0..20 {
+        let cookie = viewer_cookie(&app, &format!("网友{i}")).await;
+        let mut ws = Ws::connect(&app.base_url, &event, Some(&cookie), None).await;
+        ws.until("snapshot", |_| true).await;
+        minted.push(ws);
+    }
+
+    // The report: 20 cookies voted one question to 20.
+    let mut votes = 0;
+    for ws in &mut minted {
+        ws.send(json!({"type": "question.upvote", "question_id": question}))
+            .await;
+        let errors = errors_until_pong(ws, 1).await;
+        assert!(errors.iter().all(|e| e == "already_voted"), "{errors:?}");
+        votes += usize::from(errors.is_empty());
+    }
+    assert_eq!(votes, 3, "one address gives one question at most 3 votes");
+
+    // The report: the same cookies added 2,000 likes in 3 s.
+    let started = tokio::time::Instant::now();
+    let mut likes = 0;
+    for ws in &mut minted {
+        for _ in 0..4 {
+            ws.send(json!({"type": "like", "count": 25})).await;
+        }
+        let errors = errors_until_pong(ws, 2).await;
+        assert!(errors.iter().all(|e| e == "rate_limited"), "{errors:?}");
+        likes += 25 * (4 - errors.len());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // A burst of 200 per address, then 40 per second.
+    let most = 200.0 + 40.0 * (elapsed + 1.0);
+    assert!(
+        (likes as f64) <= most,
+        "{likes} of 2,000 likes from one address taken in {elapsed:.1} s (at most {most})"
+    );
+
+    // The report: with 60 s slow mode, 25 fresh cookies posted 25 messages in 2 s.
+    m.send(json!({"type": "chat.slow_mode", "seconds": 60}))
+        .await;
+    m.until("ack", |a| a["action"] == "chat.settings").await;
+    let mut posted = 0;
+    for (i, ws) in minted.iter_mut().enumerate() {
+        ws.send(json!({"type": "chat.send", "text": format!("刷屏{i}")}))
+            .await;
+        let errors = errors_until_pong(ws, 3).await;
+        assert!(errors.iter().all(|e| e == "slow_mode"), "{errors:?}");
+        posted += usize::from(errors.is_empty());
+    }
+    assert_eq!(
+        posted, 3,
+        "one address posts 3 messages per slow-mode interval"
+    );
+
+    // The report: bans are escaped with a new cookie. A ban by message, without
+    // `by_ip`, now binds the address too.
+    let troll_message = m.until("chat.message", |c| c["text"] == "刷屏0").await["id"]
+        .as_u64()
+        .expect("message id");
+    m.send(json!({"type": "viewer.ban", "message_id": troll_message, "duration_secs": 3600}))
+        .await;
+    m.until("ack", |a| a["action"] == "viewer.ban").await;
+    let new_cookie = viewer_cookie(&app, "换个马甲").await;
+    let mut again = Ws::connect(&app.base_url, &event, Some(&new_cookie), None).await;
+    let snapshot = again.until("snapshot", |_| true).await;
+    assert!(
+        snapshot["you"]["banned_until"].is_u64(),
+        "a fresh cookie from the banned address is told at join: {snapshot}"
+    );
+    assert!(
+        !snapshot.to_string().contains("127.0.0.1"),
+        "addresses never reach clients"
+    );
+    again
+        .send(json!({"type": "chat.send", "text": "我又来了"}))
+        .await;
+    assert_eq!(errors_until_pong(&mut again, 4).await, vec!["banned"]);
+}

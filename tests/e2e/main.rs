@@ -18,6 +18,7 @@ mod draw_verifier;
 mod event_browser;
 mod foundation;
 mod hub;
+mod limits;
 mod media;
 mod on_air;
 mod on_air_browser;

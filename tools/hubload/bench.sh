@@ -35,6 +35,10 @@ cleanup() {
 trap cleanup EXIT
 
 export GONGKAI_LOG_LEVEL=${GONGKAI_LOG_LEVEL:-warn}
+# Every simulated viewer comes from 127.0.0.1: lift the per-address caps and budgets.
+export GONGKAI_HUB_LIMIT_PER_IP=false
+export GONGKAI_LIMITS_WEBSOCKETS_PER_IP=1000000
+export GONGKAI_LIMITS_VIEWER_IDENTITIES_PER_IP_PER_HOUR=1000000
 if [[ "$MODE" == multi ]]; then
   ADMIN_URL=${DATABASE_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
   DB=hubload_$(date +%Y%m%d%H%M%S)

@@ -81,6 +81,9 @@ log_level = "warn"
 [media]
 bind_ip = "127.0.0.1"
 recording = false
+# Every viewer comes from 127.0.0.1.
+[limits]
+whep_sessions_per_ip = 1000000
 T
   "$BIN/gongkai" admin create-user --config "$dir/gongkai.toml" --username bench --role admin \
     <<<"correct horse battery staple" >/dev/null

@@ -59,6 +59,60 @@ pub struct Settings {
     pub draw: DrawSettings,
     #[serde(default)]
     pub lookup: LookupSettings,
+    #[serde(default)]
+    pub limits: LimitsSettings,
+}
+
+/// Slow clients and per-address caps (docs/operations.md, "Limits and timeouts").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// A connection must send a request's complete header within this many seconds of
+    /// opening, or of its previous response: a client dribbling header lines, or holding
+    /// an idle (keep-alive or never used) connection, is disconnected after it.
+    #[serde(default = "default_header_timeout_secs")]
+    pub header_timeout_secs: u64,
+    /// A request's body must arrive in full within this many seconds of its header
+    /// (a total, not per chunk). Responses (downloads) and WebSockets are not limited.
+    #[serde(default = "default_body_timeout_secs")]
+    pub body_timeout_secs: u64,
+    /// Open event WebSockets (`/ws/events/...`) per client IP; staff are not counted.
+    #[serde(default = "default_websockets_per_ip")]
+    pub websockets_per_ip: usize,
+    /// Open WHEP viewer sessions per client IP (over all events).
+    #[serde(default = "default_whep_sessions_per_ip")]
+    pub whep_sessions_per_ip: usize,
+    /// Viewer identities (`POST /api/v1/viewer`) per client IP per hour.
+    #[serde(default = "default_viewer_identities_per_ip")]
+    pub viewer_identities_per_ip_per_hour: u32,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        LimitsSettings {
+            header_timeout_secs: default_header_timeout_secs(),
+            body_timeout_secs: default_body_timeout_secs(),
+            websockets_per_ip: default_websockets_per_ip(),
+            whep_sessions_per_ip: default_whep_sessions_per_ip(),
+            viewer_identities_per_ip_per_hour: default_viewer_identities_per_ip(),
+        }
+    }
+}
+
+fn default_header_timeout_secs() -> u64 {
+    10
+}
+fn default_body_timeout_secs() -> u64 {
+    60
+}
+fn default_websockets_per_ip() -> usize {
+    50
+}
+fn default_whep_sessions_per_ip() -> usize {
+    20
+}
+fn default_viewer_identities_per_ip() -> u32 {
+    10
 }
 
 /// Live events' lifecycle.
@@ -309,6 +363,24 @@ pub struct HubSettings {
     /// reopened with `since`.
     #[serde(default = "default_client_ping_secs")]
     pub client_ping_secs: u64,
+    /// Under slow mode, chat messages one client IP may send per slow-mode interval,
+    /// over all viewer identities from it (each identity still sends one).
+    #[serde(default = "default_slow_mode_per_ip")]
+    pub slow_mode_per_ip: u32,
+    /// Upvotes one client IP may give one question, over all identities from it.
+    #[serde(default = "default_votes_per_question_per_ip")]
+    pub votes_per_question_per_ip: u32,
+    /// `false` turns off every per-IP budget of the hub (chat, questions, likes, slow
+    /// mode, votes), leaving the per-identity ones: for load tests from one address.
+    #[serde(default = "default_true")]
+    pub limit_per_ip: bool,
+}
+
+fn default_slow_mode_per_ip() -> u32 {
+    3
+}
+fn default_votes_per_question_per_ip() -> u32 {
+    3
 }
 
 impl Default for HubSettings {
@@ -321,6 +393,9 @@ impl Default for HubSettings {
             queue_frames: default_queue_frames(),
             queue_bytes: default_queue_bytes(),
             client_ping_secs: default_client_ping_secs(),
+            slow_mode_per_ip: default_slow_mode_per_ip(),
+            votes_per_question_per_ip: default_votes_per_question_per_ip(),
+            limit_per_ip: true,
         }
     }
 }
@@ -496,6 +571,32 @@ const ENV_KEYS: &[(&str, &str)] = &[
     ("GONGKAI_HUB_QUEUE_FRAMES", "hub.queue_frames"),
     ("GONGKAI_HUB_QUEUE_BYTES", "hub.queue_bytes"),
     ("GONGKAI_HUB_CLIENT_PING_SECS", "hub.client_ping_secs"),
+    ("GONGKAI_HUB_SLOW_MODE_PER_IP", "hub.slow_mode_per_ip"),
+    ("GONGKAI_HUB_LIMIT_PER_IP", "hub.limit_per_ip"),
+    (
+        "GONGKAI_HUB_VOTES_PER_QUESTION_PER_IP",
+        "hub.votes_per_question_per_ip",
+    ),
+    (
+        "GONGKAI_LIMITS_HEADER_TIMEOUT_SECS",
+        "limits.header_timeout_secs",
+    ),
+    (
+        "GONGKAI_LIMITS_BODY_TIMEOUT_SECS",
+        "limits.body_timeout_secs",
+    ),
+    (
+        "GONGKAI_LIMITS_WEBSOCKETS_PER_IP",
+        "limits.websockets_per_ip",
+    ),
+    (
+        "GONGKAI_LIMITS_WHEP_SESSIONS_PER_IP",
+        "limits.whep_sessions_per_ip",
+    ),
+    (
+        "GONGKAI_LIMITS_VIEWER_IDENTITIES_PER_IP_PER_HOUR",
+        "limits.viewer_identities_per_ip_per_hour",
+    ),
     (
         "GONGKAI_EVENTS_REOPEN_WINDOW_SECS",
         "events.reopen_window_secs",
@@ -677,6 +778,28 @@ impl Settings {
                 "events.reopen_window_secs",
                 "must be at most 86400",
             ));
+        }
+        if self.hub.slow_mode_per_ip == 0 || self.hub.votes_per_question_per_ip == 0 {
+            return Err(invalid("hub.*_per_ip", "must be at least 1"));
+        }
+        let limits = &self.limits;
+        if !(1..=300).contains(&limits.header_timeout_secs) {
+            return Err(invalid(
+                "limits.header_timeout_secs",
+                "must be between 1 and 300",
+            ));
+        }
+        if !(1..=3600).contains(&limits.body_timeout_secs) {
+            return Err(invalid(
+                "limits.body_timeout_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if limits.websockets_per_ip == 0
+            || limits.whep_sessions_per_ip == 0
+            || limits.viewer_identities_per_ip_per_hour == 0
+        {
+            return Err(invalid("limits.*_per_ip*", "must be at least 1"));
         }
         if self.hub.queue_frames < 16 {
             return Err(invalid("hub.queue_frames", "must be at least 16"));

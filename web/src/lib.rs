@@ -24,6 +24,7 @@ pub mod csv_out;
 pub mod domain;
 pub mod error;
 pub mod hub_shell;
+pub mod limits;
 pub mod on_air;
 pub mod pages;
 pub mod routes;

@@ -1,12 +1,17 @@
 //! Starting and stopping the service: bind, migrate, serve, drain on SIGINT/SIGTERM.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 use crate::config::Settings;
 use crate::hub_shell::Bus;
@@ -62,19 +67,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("cannot start on-air control")?;
     let media_state = state.clone();
 
-    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    // Chat frames are small and latency-bound: without TCP_NODELAY, a frame written while
-    // the previous one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on
-    // Linux). axum leaves Nagle's algorithm on.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown({
-        let shutdown = shutdown.clone();
-        async move { shutdown.cancelled().await }
-    });
+    let timeouts = Timeouts {
+        header: Duration::from_secs(media_state.settings.limits.header_timeout_secs),
+        body: Duration::from_secs(media_state.settings.limits.body_timeout_secs),
+    };
+    let server = accept_loop(listener, routes::router(state), timeouts, shutdown.clone());
     // Signal handlers are in place before the ready line: a SIGTERM sent the moment a
     // supervisor sees the line must still drain gracefully, not kill the process.
     let signals = ShutdownSignals::install().context("cannot install signal handlers")?;
@@ -90,7 +87,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
     tokio::select! {
         result = server => { result??; }
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
@@ -107,6 +104,82 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     hub.drain(Duration::from_secs(5)).await;
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// The slow-client limits of `[limits]`.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// A request's header must arrive within this long of the connection opening or of
+    /// the previous response; an idle keep-alive connection is closed after it too.
+    header: Duration,
+    /// A request's body must arrive within this long of its header.
+    body: Duration,
+}
+
+/// Accepts connections and serves HTTP/1.1 on each (hyper directly, for the header-read
+/// timeout that `axum::serve` does not expose) until `shutdown`; then waits for the
+/// requests in flight. Upgraded connections (WebSockets) belong to the hub by then.
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let connections = TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // Chat frames are small and latency-bound: without TCP_NODELAY, a frame written
+        // while the previous one is unacknowledged waits for the peer's delayed ACK (up
+        // to 40 ms on Linux).
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let (mut parts, body) = request.into_parts();
+            parts.extensions.insert(ConnectInfo(peer));
+            let body = crate::limits::deadline_body(Body::new(body), timeouts.body);
+            router
+                .clone()
+                .oneshot(hyper::Request::from_parts(parts, body))
+        });
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeouts.header)
+                .keep_alive(true);
+            let connection = builder
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
     Ok(())
 }
 
@@ -169,6 +242,10 @@ fn spawn_housekeeping(state: AppState) {
             state.ceremony.lookup_per_child.prune();
             state.ceremony.apply_per_ip.prune();
             state.ceremony.apply_per_child.prune();
+            state.viewers_per_ip.prune();
+            state
+                .whep_per_ip
+                .prune(|event, session| state.sfu.is_viewer_session(event, session));
         }
     });
 }

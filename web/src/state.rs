@@ -37,6 +37,12 @@ pub struct AppStateInner {
     pub sfu: Arc<streaming::sfu::Sfu>,
     /// Draw ceremonies: keys, lookup limits, parsed transcripts.
     pub ceremony: crate::ceremony::Ceremony,
+    /// Viewer identities minted per client IP (`POST /api/v1/viewer`).
+    pub viewers_per_ip: KeyedLimiter,
+    /// Open event WebSockets per client IP.
+    pub websockets_per_ip: crate::limits::IpSlots,
+    /// Open WHEP viewer sessions per client IP.
+    pub whep_per_ip: crate::limits::MediaSessions,
 }
 
 impl AppState {
@@ -65,6 +71,10 @@ impl AppState {
         let login_per_ip = KeyedLimiter::per_minute(settings.auth.login_per_ip_per_minute);
         let sfu = crate::routes::media::sfu_from_settings(&settings)?;
         let ceremony = crate::ceremony::Ceremony::from_settings(&settings);
+        let limits = &settings.limits;
+        let viewers_per_ip = KeyedLimiter::per_hour(limits.viewer_identities_per_ip_per_hour);
+        let websockets_per_ip = crate::limits::IpSlots::new(limits.websockets_per_ip);
+        let whep_per_ip = crate::limits::MediaSessions::new(limits.whep_sessions_per_ip);
         Ok(AppState(Arc::new(AppStateInner {
             sfu,
             ceremony,
@@ -78,6 +88,9 @@ impl AppState {
             viewer_key,
             shutdown,
             hub,
+            viewers_per_ip,
+            websockets_per_ip,
+            whep_per_ip,
         })))
     }
 }

@@ -230,16 +230,27 @@ struct Choose {
 }
 
 /// Sets (or renames) the viewer's nickname, keeping their viewer id.
+/// A new identity counts against `[limits] viewer_identities_per_ip_per_hour` of the
+/// client's address (every per-viewer limit of the hub would otherwise be a fresh cookie
+/// away); renaming one's identity does not.
 async fn choose(
     State(state): State<AppState>,
     MaybeViewer(existing): MaybeViewer,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
     jar: CookieJar,
     ApiJson(body): ApiJson<Choose>,
 ) -> Result<impl IntoResponse, ApiError> {
     let nickname = clean_nickname(&body.nickname)?;
-    let viewer_id = existing
-        .map(|v| v.viewer_id)
-        .unwrap_or_else(|| format!("v{}", &crate::auth::new_secret()[..16]));
+    let viewer_id = match existing {
+        Some(viewer) => viewer.viewer_id,
+        None => {
+            state
+                .viewers_per_ip
+                .check(&ip.to_string())
+                .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+            format!("v{}", &crate::auth::new_secret()[..16])
+        }
+    };
     let identity = ViewerIdentity {
         viewer_id,
         nickname,

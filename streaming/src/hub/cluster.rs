@@ -81,6 +81,10 @@ pub enum Intent {
     Ban {
         target: BanTarget,
         by_ip: bool,
+        /// The banned viewer's address as the sending node knows it (a local connection
+        /// or a recent message), for a sequencer that does not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<IpAddr>,
         duration_ms: u64,
         reason: Option<String>,
         by: Author,
@@ -148,6 +152,9 @@ pub enum Op {
         id: u64,
         voter: ViewerId,
         votes: u64,
+        /// The voter's address: votes per question are also counted per address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<IpAddr>,
     },
     QuestionAnswered {
         id: u64,
@@ -165,6 +172,11 @@ pub enum Op {
         ban: Ban,
         reason: Option<String>,
         by: Author,
+        /// The ban was meant to bind the viewer's address too, which the sequencer did
+        /// not know (`ban.ip` is `None`): a node with a connection of that viewer sends
+        /// the address in a second ban.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_ip: bool,
     },
     ViewerUnbanned {
         viewer_id: ViewerId,

@@ -204,8 +204,10 @@ pub enum ClientMessage {
         question_id: Option<u64>,
         #[serde(default)]
         viewer_id: Option<String>,
-        /// Also ban the IP address the viewer used (for the same duration).
-        #[serde(default)]
+        /// Also ban the IP address the viewer used, for the same duration, in this
+        /// event (the default: a fresh cookie from the same address is still banned).
+        /// `false` bans the identity only (an address many people share).
+        #[serde(default = "yes")]
         by_ip: bool,
         duration_secs: u64,
         #[serde(default)]
@@ -227,6 +229,10 @@ pub enum ClientMessage {
         #[serde(default)]
         answer: Option<String>,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn one() -> u32 {

@@ -1,6 +1,7 @@
 //! [`Room`]: one event's hub on one node. Inputs in, effects out; see the `hub` docs.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{
@@ -57,6 +58,17 @@ pub struct RoomConfig {
     pub chat_rate: RateLimit,
     pub question_rate: RateLimit,
     pub like_rate: RateLimit,
+    /// Per client address on this node, over every identity from it: minting fresh
+    /// cookies is no way around the per-identity limits. Looser than those, because many
+    /// people may share one address (an office, a carrier's NAT). Staff are exempt;
+    /// connections without a known address are limited per identity only.
+    pub chat_rate_per_ip: RateLimit,
+    pub question_rate_per_ip: RateLimit,
+    pub like_rate_per_ip: RateLimit,
+    /// Under slow mode: chat messages one address may send per `slow_mode_secs`.
+    pub slow_mode_per_ip: u32,
+    /// Votes one address may give one question (each identity still votes once).
+    pub votes_per_question_per_ip: u32,
     /// Intents held while a new room waits for its first sync.
     pub max_parked: usize,
     pub sensitive: SensitiveWords,
@@ -88,6 +100,11 @@ impl Default for RoomConfig {
             chat_rate: RateLimit::new(1.0, 5.0),
             question_rate: RateLimit::new(0.2, 5.0),
             like_rate: RateLimit::new(20.0, 100.0),
+            chat_rate_per_ip: RateLimit::new(5.0, 20.0),
+            question_rate_per_ip: RateLimit::new(1.0, 20.0),
+            like_rate_per_ip: RateLimit::new(40.0, 200.0),
+            slow_mode_per_ip: 3,
+            votes_per_question_per_ip: 3,
             max_parked: 1000,
             sensitive: SensitiveWords::default(),
         }
@@ -211,6 +228,17 @@ struct LocalViewer {
     idle_since: Millis,
 }
 
+/// Per client address on this node: the same limits over all identities from it.
+#[derive(Debug)]
+struct LocalIp {
+    chat: TokenBucket,
+    questions: TokenBucket,
+    likes: TokenBucket,
+    /// The latest chat messages' times (at most `slow_mode_per_ip`), for slow mode.
+    recent_chat: VecDeque<Millis>,
+    last_used: Millis,
+}
+
 #[derive(Debug, Clone)]
 struct Peer {
     last_heard: Millis,
@@ -229,6 +257,7 @@ pub struct Room {
     role: Role,
     conns: BTreeMap<ConnId, Conn>,
     locals: HashMap<ViewerId, LocalViewer>,
+    ips: HashMap<IpAddr, LocalIp>,
     peers: BTreeMap<NodeId, Peer>,
     /// Broadcast frames not yet flushed to local sockets.
     outbox: Vec<Frame>,
@@ -321,6 +350,7 @@ impl Room {
             role,
             conns: BTreeMap::new(),
             locals: HashMap::new(),
+            ips: HashMap::new(),
             peers: BTreeMap::new(),
             outbox: Vec::new(),
             unpublished: Vec::new(),
@@ -632,6 +662,9 @@ impl Room {
                 if !staff {
                     let slow = u64::from(self.state.chat.slow_mode_secs) * 1000;
                     let limit = self.config.chat_rate;
+                    let ip_limit = self.config.chat_rate_per_ip;
+                    let per_ip = self.config.slow_mode_per_ip as usize;
+                    let ip = author_ip(&intent);
                     let local = self.local(&intent)?;
                     let waiting = local
                         .last_chat
@@ -639,9 +672,30 @@ impl Room {
                     if slow > 0 && waiting {
                         return Err(ErrorCode::SlowMode);
                     }
+                    if let Some(shared) = ip.map(|ip| self.local_ip(ip, now)) {
+                        let recent = shared
+                            .recent_chat
+                            .iter()
+                            .filter(|t| now.0 < t.0.saturating_add(slow))
+                            .count();
+                        if slow > 0 && recent >= per_ip {
+                            return Err(ErrorCode::SlowMode);
+                        }
+                    }
+                    let local = self.local(&intent)?;
                     if !local.chat.try_take(limit, now, 1.0) {
                         return Err(ErrorCode::RateLimited);
                     }
+                    if let Some(shared) = ip.map(|ip| self.local_ip(ip, now)) {
+                        if !shared.chat.try_take(ip_limit, now, 1.0) {
+                            return Err(ErrorCode::RateLimited);
+                        }
+                        shared.recent_chat.push_back(now);
+                        while shared.recent_chat.len() > per_ip.max(1) {
+                            shared.recent_chat.pop_front();
+                        }
+                    }
+                    let local = self.local(&intent)?;
                     local.last_chat = Some(now);
                 }
                 intent
@@ -655,6 +709,16 @@ impl Room {
                 let local = self.local_of(&author.viewer_id)?;
                 if !local.likes.try_take(limit, now, f64::from(count)) {
                     return Err(ErrorCode::RateLimited);
+                }
+                if let (Some(ip), None) = (author.ip, author.role) {
+                    let limit = self.config.like_rate_per_ip;
+                    if !self
+                        .local_ip(ip, now)
+                        .likes
+                        .try_take(limit, now, f64::from(count))
+                    {
+                        return Err(ErrorCode::RateLimited);
+                    }
                 }
                 self.pending_likes += u64::from(count);
                 return Ok(None);
@@ -705,9 +769,15 @@ impl Room {
                 let reason = reason
                     .map(|r| clean(&r).chars().take(200).collect::<String>())
                     .filter(|r| !r.is_empty());
+                let ip = if by_ip {
+                    self.ban_subject(&target).ok().and_then(|(_, ip)| ip)
+                } else {
+                    None
+                };
                 Intent::Ban {
                     target,
                     by_ip,
+                    ip,
                     duration_ms: duration_secs.saturating_mul(1000),
                     reason,
                     by: author,
@@ -768,11 +838,30 @@ impl Room {
     fn take_question_token(&mut self, now: Millis, intent: &Intent) -> Result<(), ErrorCode> {
         let limit = self.config.question_rate;
         let local = self.local(intent)?;
-        if local.questions.try_take(limit, now, 1.0) {
-            Ok(())
-        } else {
-            Err(ErrorCode::RateLimited)
+        if !local.questions.try_take(limit, now, 1.0) {
+            return Err(ErrorCode::RateLimited);
         }
+        if let Some(ip) = author_ip(intent) {
+            let limit = self.config.question_rate_per_ip;
+            if !self.local_ip(ip, now).questions.try_take(limit, now, 1.0) {
+                return Err(ErrorCode::RateLimited);
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-address limiter (created on first use).
+    fn local_ip(&mut self, ip: IpAddr, now: Millis) -> &mut LocalIp {
+        let config = &self.config;
+        let shared = self.ips.entry(ip).or_insert_with(|| LocalIp {
+            chat: TokenBucket::new(config.chat_rate_per_ip, now),
+            questions: TokenBucket::new(config.question_rate_per_ip, now),
+            likes: TokenBucket::new(config.like_rate_per_ip, now),
+            recent_chat: VecDeque::new(),
+            last_used: now,
+        });
+        shared.last_used = shared.last_used.max(now);
+        shared
     }
 
     fn local(&mut self, intent: &Intent) -> Result<&mut LocalViewer, ErrorCode> {
@@ -857,6 +946,17 @@ impl Room {
                 if q.voters.contains(&voter.viewer_id) {
                     return Err(ErrorCode::AlreadyVoted);
                 }
+                // Fresh cookies from one address do not stuff the vote: the address's
+                // votes on this question are capped too (counted by the sequencer).
+                let from_ip = voter
+                    .ip
+                    .filter(|_| voter.role.is_none())
+                    .and_then(|ip| q.voter_ips.get(&ip))
+                    .copied()
+                    .unwrap_or(0);
+                if from_ip >= self.config.votes_per_question_per_ip {
+                    return Err(ErrorCode::AlreadyVoted);
+                }
             }
             Intent::Delete { message_id, .. } => {
                 // Older than the window: may exist in the record; the delete is stored
@@ -887,34 +987,33 @@ impl Room {
     }
 
     /// The identity (and last known IP) a ban target names.
-    fn ban_subject(
-        &self,
-        target: &BanTarget,
-    ) -> Result<(ViewerId, Option<std::net::IpAddr>), ErrorCode> {
-        match target {
+    fn ban_subject(&self, target: &BanTarget) -> Result<(ViewerId, Option<IpAddr>), ErrorCode> {
+        let (id, ip) = match target {
             BanTarget::Message(id) => self
                 .state
                 .message(*id)
                 .map(|m| (m.author.viewer_id.clone(), m.author.ip))
-                .ok_or(ErrorCode::NotFound),
+                .ok_or(ErrorCode::NotFound)?,
             BanTarget::Question(id) => self
                 .state
                 .questions
                 .get(id)
                 .map(|q| (q.author.viewer_id.clone(), q.author.ip))
-                .ok_or(ErrorCode::NotFound),
-            BanTarget::Viewer(id) => {
-                // The IP from a local connection or a recent message, if any.
-                let ip = self
-                    .conns
-                    .values()
-                    .map(|c| &c.author)
-                    .chain(self.state.messages.iter().rev().map(|m| &m.author))
-                    .find(|a| a.viewer_id == *id)
-                    .and_then(|a| a.ip);
-                Ok((id.clone(), ip))
-            }
-        }
+                .ok_or(ErrorCode::NotFound)?,
+            BanTarget::Viewer(id) => (id.clone(), None),
+        };
+        // Else the IP from a local connection, a recent message or a question, if any
+        // (rows loaded from the database after a restart carry none).
+        let ip = ip.or_else(|| {
+            self.conns
+                .values()
+                .map(|c| &c.author)
+                .chain(self.state.messages.iter().rev().map(|m| &m.author))
+                .chain(self.state.questions.values().rev().map(|q| &q.author))
+                .filter(|a| a.viewer_id == id)
+                .find_map(|a| a.ip)
+        });
+        Ok((id, ip))
     }
 
     /// Routes an intent: sequence it here, forward it to the sequencer, or park it.
@@ -989,6 +1088,7 @@ impl Room {
                     .map_or(1, |q| q.votes + 1);
                 Op::QuestionUpvoted {
                     id: question_id,
+                    ip: voter.ip.filter(|_| voter.role.is_none()),
                     voter: voter.viewer_id,
                     votes,
                 }
@@ -1000,6 +1100,7 @@ impl Room {
             Intent::Ban {
                 target,
                 by_ip,
+                ip: known,
                 duration_ms,
                 reason,
                 by,
@@ -1007,15 +1108,17 @@ impl Room {
                 let Ok((viewer_id, ip)) = self.ban_subject(&target) else {
                     return;
                 };
-                tracing::info!(duration_ms, by_ip, "viewer banned");
+                let ip = if by_ip { known.or(ip) } else { None };
+                tracing::info!(duration_ms, by_ip, ip_known = ip.is_some(), "viewer banned");
                 Op::ViewerBanned {
                     ban: Ban {
                         viewer_id,
-                        ip: if by_ip { ip } else { None },
+                        ip,
                         until: Millis(now.0.saturating_add(duration_ms)),
                     },
                     reason,
                     by,
+                    by_ip: by_ip && ip.is_none(),
                 }
             }
             Intent::Unban { viewer_id, by } => Op::ViewerUnbanned { viewer_id, by },
@@ -1063,7 +1166,7 @@ impl Room {
             origin,
             op,
         };
-        self.apply(&entry);
+        self.apply(now, &entry);
         if !matches!(entry.op, Op::TermStarted { .. }) {
             self.effects.push(Effect::Persist(entry.clone()));
         }
@@ -1071,9 +1174,18 @@ impl Room {
     }
 
     /// Applies an entry on any node: state, outbox, and the reply to a local origin.
-    fn apply(&mut self, entry: &Entry) {
+    fn apply(&mut self, now: Millis, entry: &Entry) {
         if let Some(frame) = self.state.apply(entry) {
             self.outbox.push(frame);
+        }
+        if let Op::ViewerBanned {
+            ban,
+            reason,
+            by,
+            by_ip: true,
+        } = &entry.op
+        {
+            self.bind_ban_to_ip(now, ban, reason, by);
         }
         let local_origin = entry
             .origin
@@ -1086,6 +1198,31 @@ impl Room {
             };
             self.send(origin.conn, &ack);
         }
+    }
+
+    /// A ban meant to bind the viewer's address, which the sequencer did not know: if
+    /// the viewer is connected here, send its address in a second ban (same expiry).
+    fn bind_ban_to_ip(&mut self, now: Millis, ban: &Ban, reason: &Option<String>, by: &Author) {
+        if ban.ip.is_some() || ban.until <= now {
+            return;
+        }
+        let Some(ip) = self
+            .conns
+            .values()
+            .filter(|c| c.author.viewer_id == ban.viewer_id)
+            .find_map(|c| c.author.ip)
+        else {
+            return;
+        };
+        let intent = Intent::Ban {
+            target: BanTarget::Viewer(ban.viewer_id.clone()),
+            by_ip: true,
+            ip: Some(ip),
+            duration_ms: ban.until.0 - now.0,
+            reason: reason.clone(),
+            by: by.clone(),
+        };
+        self.submit(now, None, intent);
     }
 
     fn reply_error(&mut self, origin: Origin, code: ErrorCode) {
@@ -1236,7 +1373,7 @@ impl Room {
                 self.request_sync(now, Some(from));
                 return;
             }
-            self.apply(&entry);
+            self.apply(now, &entry);
         }
         // The sequencer already coalesced these; holding them again would add latency.
         self.flush_now = true;
@@ -1610,6 +1747,7 @@ impl Room {
         let keep = Duration::from_secs(u64::from(self.state.chat.slow_mode_secs).max(60));
         self.locals
             .retain(|_, l| l.conns > 0 || now < l.idle_since.plus(keep));
+        self.ips.retain(|_, l| now < l.last_used.plus(keep));
     }
 }
 
@@ -1618,6 +1756,17 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 /// Whether sequencer claim `a` beats `b`: higher term, then smaller node id.
 fn outranks(a: (u64, &NodeId), b: (u64, &NodeId)) -> bool {
     a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+}
+
+/// The address a viewer's intent is limited by: none for staff (exempt) or when the
+/// shell did not know it.
+fn author_ip(intent: &Intent) -> Option<IpAddr> {
+    let author = match intent {
+        Intent::Chat { author, .. } | Intent::Ask { author, .. } => author,
+        Intent::Upvote { voter, .. } => voter,
+        _ => return None,
+    };
+    author.ip.filter(|_| author.role.is_none())
 }
 
 fn next_boundary(now: Millis, interval: Duration) -> Millis {

@@ -5,6 +5,7 @@
 //! sequencer validated it) and never fails.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,10 @@ pub struct QuestionRecord {
     /// One vote per identity.
     #[serde(default)]
     pub voters: BTreeSet<super::ViewerId>,
+    /// Votes per address (over all identities from it), capped by
+    /// `RoomConfig::votes_per_question_per_ip`. Replicated, never shown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub voter_ips: BTreeMap<IpAddr, u32>,
     #[serde(default)]
     pub answer: Option<AnswerRecord>,
 }
@@ -154,6 +159,7 @@ impl RoomState {
                     at: entry.at,
                     votes: 0,
                     voters: BTreeSet::new(),
+                    voter_ips: BTreeMap::new(),
                     answer: None,
                 };
                 let question = record.view();
@@ -162,9 +168,17 @@ impl RoomState {
                     .seq
                     .map(|seq| ServerMessage::QuestionAsked { seq, question })
             }
-            Op::QuestionUpvoted { id, voter, votes } => {
+            Op::QuestionUpvoted {
+                id,
+                voter,
+                votes,
+                ip,
+            } => {
                 if let Some(q) = self.questions.get_mut(id) {
                     q.voters.insert(voter.clone());
+                    if let Some(ip) = ip {
+                        *q.voter_ips.entry(*ip).or_default() += 1;
+                    }
                     q.votes = *votes;
                 }
                 entry.seq.map(|seq| ServerMessage::QuestionUpvoted {

@@ -769,6 +769,13 @@ impl Sfu {
         })
     }
 
+    /// Whether `session` is a viewer session of `event_id` that is still open.
+    pub fn is_viewer_session(&self, event_id: &str, session: &str) -> bool {
+        lock(&self.rooms)
+            .get(event_id)
+            .is_some_and(|room| lock(&room.state).viewers.contains_key(session))
+    }
+
     pub fn status(&self, event_id: &str) -> MediaStatus {
         let Some(room) = lock(&self.rooms).get(event_id).cloned() else {
             return MediaStatus::default();

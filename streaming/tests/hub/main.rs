@@ -2,6 +2,7 @@
 //! Simulation with fake clients, fake time and a fake bus; effect snapshots; properties.
 
 mod cluster;
+mod ip_limits;
 mod props;
 mod scenarios;
 mod sim;

@@ -23,6 +23,15 @@ impl KeyedLimiter {
         }
     }
 
+    /// Allows `per_hour` events per key per hour, with a burst of the same size.
+    pub fn per_hour(per_hour: u32) -> KeyedLimiter {
+        let n = NonZeroU32::new(per_hour.max(1)).unwrap_or(NonZeroU32::MIN);
+        KeyedLimiter {
+            limiter: DefaultKeyedRateLimiter::keyed(Quota::per_hour(n)),
+            clock: DefaultClock::default(),
+        }
+    }
+
     /// `Ok` when allowed; `Err(wait)` with the time until the next event is allowed.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         self.limiter

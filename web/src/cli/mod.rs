@@ -39,6 +39,9 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [hub] queue_frames              GONGKAI_HUB_QUEUE_FRAMES        256
   [hub] queue_bytes               GONGKAI_HUB_QUEUE_BYTES         1048576
   [hub] client_ping_secs          GONGKAI_HUB_CLIENT_PING_SECS    25
+  [hub] slow_mode_per_ip          GONGKAI_HUB_SLOW_MODE_PER_IP    3
+  [hub] votes_per_question_per_ip GONGKAI_HUB_VOTES_PER_QUESTION_PER_IP 3
+  [hub] limit_per_ip              GONGKAI_HUB_LIMIT_PER_IP        true (false: load tests)
   [events] reopen_window_secs     GONGKAI_EVENTS_REOPEN_WINDOW_SECS 900 (0: an ended event cannot be reopened)
   [media] bind_ip                 GONGKAI_MEDIA_BIND_IP           0.0.0.0 (all non-loopback interfaces)
   [media] udp_port                GONGKAI_MEDIA_UDP_PORT          0 (unset; else one UDP port for every peer)
@@ -58,6 +61,11 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [draw] apply_per_child_per_minute GONGKAI_DRAW_APPLY_PER_CHILD_PER_MINUTE 5
   [lookup] per_ip_per_minute      GONGKAI_LOOKUP_PER_IP_PER_MINUTE 10
   [lookup] per_child_per_minute   GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE 10
+  [limits] header_timeout_secs   GONGKAI_LIMITS_HEADER_TIMEOUT_SECS 10 (also idle connections)
+  [limits] body_timeout_secs     GONGKAI_LIMITS_BODY_TIMEOUT_SECS 60 (whole body)
+  [limits] websockets_per_ip     GONGKAI_LIMITS_WEBSOCKETS_PER_IP 50
+  [limits] whep_sessions_per_ip  GONGKAI_LIMITS_WHEP_SESSIONS_PER_IP 20
+  [limits] viewer_identities_per_ip_per_hour GONGKAI_LIMITS_VIEWER_IDENTITIES_PER_IP_PER_HOUR 10
   [media] recording               GONGKAI_MEDIA_RECORDING         true (one WebM file per publisher session)
   [media] recordings_dir          GONGKAI_MEDIA_RECORDINGS_DIR    <data_dir>/recordings
 Unknown keys and invalid values stop the start with an error naming the key (exit 2).";

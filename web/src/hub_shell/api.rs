@@ -65,11 +65,25 @@ async fn connect(
     let since = parse_since(query.as_deref())?;
     let upgrade = upgrade?;
     let who = identity(caller.as_ref(), &event, viewer.as_ref(), ip);
+    // At most `[limits] websockets_per_ip` open sockets per address (staff not counted):
+    // the slot is held for the socket's life.
+    let slot = match who.role {
+        Some(_) => None,
+        None => Some(state.websockets_per_ip.acquire(ip).ok_or_else(|| {
+            tracing::debug!(event = %event.id, "too many websockets from one address");
+            ApiError::TooManyRequests {
+                retry_after: crate::limits::RETRY_AFTER,
+            }
+        })?),
+    };
     tracing::debug!(event = %event.id, staff = who.role.is_some(), read_only = who.read_only, "websocket");
     let hub = state.hub.clone();
     Ok(upgrade.on_upgrade(move |connection| {
         let tasks = hub.0.tasks.clone();
-        tasks.track_future(socket::serve(hub, connection, event, who, since))
+        tasks.track_future(async move {
+            socket::serve(hub, connection, event, who, since).await;
+            drop(slot);
+        })
     }))
 }
 

@@ -107,8 +107,18 @@ impl HubOptions {
         let mut room = RoomConfig {
             coalesce: Duration::from_millis(settings.coalesce_ms),
             sensitive,
+            slow_mode_per_ip: settings.slow_mode_per_ip,
+            votes_per_question_per_ip: settings.votes_per_question_per_ip,
             ..RoomConfig::default()
         };
+        if !settings.limit_per_ip {
+            let unlimited = streaming::hub::RateLimit::new(1e9, 1e9);
+            room.chat_rate_per_ip = unlimited;
+            room.question_rate_per_ip = unlimited;
+            room.like_rate_per_ip = unlimited;
+            room.slow_mode_per_ip = u32::MAX;
+            room.votes_per_question_per_ip = u32::MAX;
+        }
         if !shared {
             // Alone on the bus: nobody to wait for.
             room.join_grace = Duration::ZERO;

@@ -497,10 +497,25 @@ async fn whip(
 async fn whep(
     State(state): State<AppState>,
     Path(event_id): Path<String>,
+    crate::auth::ClientIp(ip): crate::auth::ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
+        // At most `[limits] whep_sessions_per_ip` open viewer sessions per address.
+        let place = state
+            .whep_per_ip
+            .reserve(ip, |event, session| {
+                state.sfu.is_viewer_session(event, session)
+            })
+            .ok_or_else(|| {
+                failed(cors(
+                    ApiError::TooManyRequests {
+                        retry_after: crate::limits::RETRY_AFTER,
+                    }
+                    .into_response(),
+                ))
+            })?;
         let event = load(&state, &event_id).await?;
         let audience = audience(&state, &event, &headers)?;
         // Refused before any WebRTC work: most such offers are players on a page that
@@ -526,6 +541,7 @@ async fn whep(
                 SfuError::NotLive => Box::new(cors(not_live(&event).into_response())),
                 other => Box::new(sfu_error(other)),
             })?;
+        place.confirm(event.id.as_str(), &session.id);
         Ok(created(&state, "whep", &event, session))
     }
     .await;

@@ -455,6 +455,7 @@ fn seed_question(row: &AnyRow) -> Result<QuestionRecord, sqlx::Error> {
         at: millis(row.try_get("created_at")?),
         votes: unsigned(row.try_get("votes")?),
         voters: Default::default(),
+        voter_ips: Default::default(),
         answer,
     })
 }
@@ -559,6 +560,7 @@ async fn apply_entry(tx: &mut Transaction<'_, Any>, id: &str, entry: &Entry) -> 
             id: question,
             voter,
             votes,
+            ..
         } => {
             sqlx::query(
                 "INSERT INTO question_votes (event_id, question_id, viewer_id) VALUES ($1, $2, $3)
@@ -627,7 +629,9 @@ async fn apply_entry(tx: &mut Transaction<'_, Any>, id: &str, entry: &Entry) -> 
             )
             .await?;
         }
-        Op::ViewerBanned { ban, reason, by } => {
+        Op::ViewerBanned {
+            ban, reason, by, ..
+        } => {
             sqlx::query(
                 "INSERT INTO bans (event_id, viewer_id, ip, until, created_by) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (event_id, viewer_id) DO UPDATE SET ip = excluded.ip,

@@ -5,7 +5,8 @@
 //! # Layout
 //! - `cli`: the command line (`serve`, `admin`, `draw`, `keys`)
 //! - `config`: layered `Settings` (file < env < flags)
-//! - `server`: bind, serve, graceful shutdown
+//! - `server`: bind, serve (header and body timeouts), graceful shutdown
+//! - `limits`: per-client-IP caps on sockets, WHEP sessions and viewer identities
 //! - `routes`: the HTTP router (API, pages, probes)
 //! - `auth`: roles, passwords, sessions, CSRF, API tokens, rate limits
 //! - `store`: SQLite/PostgreSQL persistence

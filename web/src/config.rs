@@ -105,14 +105,16 @@ fn default_header_timeout_secs() -> u64 {
 fn default_body_timeout_secs() -> u64 {
     60
 }
+// Generous: mobile carriers put many subscribers behind one address (CGNAT), and a
+// school or an office watches together; the caps stop one client's flood, not a crowd.
 fn default_websockets_per_ip() -> usize {
-    50
+    200
 }
 fn default_whep_sessions_per_ip() -> usize {
-    20
+    100
 }
 fn default_viewer_identities_per_ip() -> u32 {
-    10
+    30
 }
 
 /// Live events' lifecycle.

@@ -63,9 +63,9 @@ Settings (gongkai.toml key / environment variable; flags above override both):
   [lookup] per_child_per_minute   GONGKAI_LOOKUP_PER_CHILD_PER_MINUTE 10
   [limits] header_timeout_secs   GONGKAI_LIMITS_HEADER_TIMEOUT_SECS 10 (also idle connections)
   [limits] body_timeout_secs     GONGKAI_LIMITS_BODY_TIMEOUT_SECS 60 (whole body)
-  [limits] websockets_per_ip     GONGKAI_LIMITS_WEBSOCKETS_PER_IP 50
-  [limits] whep_sessions_per_ip  GONGKAI_LIMITS_WHEP_SESSIONS_PER_IP 20
-  [limits] viewer_identities_per_ip_per_hour GONGKAI_LIMITS_VIEWER_IDENTITIES_PER_IP_PER_HOUR 10
+  [limits] websockets_per_ip     GONGKAI_LIMITS_WEBSOCKETS_PER_IP 200
+  [limits] whep_sessions_per_ip  GONGKAI_LIMITS_WHEP_SESSIONS_PER_IP 100
+  [limits] viewer_identities_per_ip_per_hour GONGKAI_LIMITS_VIEWER_IDENTITIES_PER_IP_PER_HOUR 30
   [media] recording               GONGKAI_MEDIA_RECORDING         true (one WebM file per publisher session)
   [media] recordings_dir          GONGKAI_MEDIA_RECORDINGS_DIR    <data_dir>/recordings
 Unknown keys and invalid values stop the start with an error naming the key (exit 2).";

@@ -2,14 +2,11 @@
 //! real server, asserting frames DECODED by the viewer, never packets sent (forwarding
 //! that does not rewrite payload types and extensions sends packets nobody decodes).
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
+use crate::support::peer::Peer;
 use crate::support::{AppOptions, Browser, TestApp};
 
 /// Loopback only: the machine's other interfaces must not carry test traffic.
@@ -40,63 +37,6 @@ async fn publishing(app: &TestApp, seconds: &str) -> (String, String, Peer) {
     let status = wait_status(app, &event, |s| s["on_air"] == true).await;
     assert_eq!(status["on_air"], true, "{status}");
     (event, whep, publisher)
-}
-
-fn peer_script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("peers")
-        .join(name)
-}
-
-/// A Python peer whose stdout is JSON lines.
-struct Peer {
-    child: Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Peer {
-    fn start(script: &str, args: &[&str]) -> Peer {
-        let mut child = Command::new("python3")
-            .arg(peer_script(script))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(if crate::support::test_log() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 with aiortc (tests/requirements.txt)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        Peer {
-            child,
-            lines: BufReader::new(stdout).lines(),
-        }
-    }
-
-    /// The next JSON line, or `None` at exit or after `timeout`.
-    async fn next(&mut self, timeout: Duration) -> Option<Value> {
-        let line = tokio::time::timeout(timeout, self.lines.next_line())
-            .await
-            .ok()?
-            .ok()??;
-        serde_json::from_str(&line).ok()
-    }
-
-    /// Every line until the peer exits; the last one holds its final counts.
-    async fn finish(mut self) -> Vec<Value> {
-        let mut lines = Vec::new();
-        let deadline = tokio::time::Instant::now() + PEER_TIMEOUT;
-        while let Some(line) = self
-            .next(deadline.saturating_duration_since(tokio::time::Instant::now()))
-            .await
-        {
-            lines.push(line);
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-        lines
-    }
 }
 
 async fn setup(app: &TestApp) -> (String, String) {

@@ -13,14 +13,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::Instant;
 
+use crate::support::peer::Peer;
 use crate::support::postgres::TestDatabase;
 use crate::support::{AppOptions, TestApp};
 
@@ -70,80 +68,6 @@ fn rfc3339_ms(text: &str) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000
-}
-
-fn peer_script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("peers")
-        .join(name)
-}
-
-/// A Python peer whose stdout is JSON lines; every line read is kept for the report.
-struct Peer {
-    name: String,
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    seen: Vec<Value>,
-}
-
-impl Peer {
-    fn start(name: &str, script: &str, args: &[&str]) -> Peer {
-        let mut child = Command::new("python3")
-            .arg(peer_script(script))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(if crate::support::test_log() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 with aiortc (tests/requirements.txt)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        Peer {
-            name: name.to_owned(),
-            child,
-            lines: BufReader::new(stdout).lines(),
-            seen: Vec::new(),
-        }
-    }
-
-    /// The next line, or `None` at exit or at `deadline`.
-    async fn next_before(&mut self, deadline: Instant) -> Option<Value> {
-        let line = tokio::time::timeout_at(deadline, self.lines.next_line())
-            .await
-            .ok()?
-            .ok()??;
-        let value = serde_json::from_str(&line).unwrap_or_else(|_| json!({ "unparsed": line }));
-        self.seen.push(value.clone());
-        Some(value)
-    }
-
-    /// Reads lines until one satisfies `done`; that line, or `None` at exit or after
-    /// `timeout`.
-    async fn until(&mut self, timeout: Duration, done: impl Fn(&Value) -> bool) -> Option<Value> {
-        let deadline = Instant::now() + timeout;
-        while let Some(line) = self.next_before(deadline).await {
-            if done(&line) {
-                return Some(line);
-            }
-        }
-        None
-    }
-
-    /// As [`Peer::until`], panicking with everything the peer said when nothing matches.
-    async fn expect(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        match self.until(PEER_TIMEOUT, done).await {
-            Some(line) => line,
-            None => panic!("{}: no {what}; it said {:?}", self.name, self.seen),
-        }
-    }
-
-    /// Kills the process (the server must cope with peers that vanish).
-    async fn kill(mut self) {
-        let _ = self.child.kill().await;
-    }
 }
 
 /// An admin with an API token: what every test here drives the API as.
@@ -348,7 +272,7 @@ fn ffprobe_duration(path: &Path) -> f64 {
 /// WHIP resource path).
 async fn start_publisher(app: &TestApp, event: &str, token: &str, seconds: &str) -> (Peer, String) {
     let whip = app.url(&format!("/whip/{event}"));
-    let mut publisher = Peer::start(
+    let mut publisher = Peer::named(
         "publisher",
         "whip_publisher.py",
         &[&whip, token, seconds, "--watch"],
@@ -371,7 +295,7 @@ fn viewer(app: &TestApp, name: &str, event: &str, seconds: &str, extra: &[&str])
     let whep = app.url(&format!("/whep/{event}"));
     let mut args = vec![whep.as_str(), seconds, "--watch"];
     args.extend_from_slice(extra);
-    Peer::start(name, "whep_viewer.py", &args)
+    Peer::named(name, "whep_viewer.py", &args)
 }
 
 /// Reads a viewer until it has decoded a video frame; that line.
@@ -989,7 +913,7 @@ async fn twenty_viewers_waiting_before_the_publisher_all_decode_within_2_s() {
 
         let whip = app.url(&format!("/whip/{event}"));
         let delay_flag = format!("--video-delay={delay}");
-        let mut publisher = Peer::start(
+        let mut publisher = Peer::named(
             &format!("run {run} publisher"),
             "whip_publisher.py",
             &[&whip, &token, "30", "--watch", &delay_flag],
@@ -1168,7 +1092,7 @@ async fn a_player_that_decodes_nothing_reconnects_by_itself() {
             .await?;
         // Audio at once, video only after the SFU stopped waiting for it (3 s).
         let whip = app.url(&format!("/whip/{event}"));
-        let mut publisher = Peer::start(
+        let mut publisher = Peer::named(
             "publisher",
             "whip_publisher.py",
             &[&whip, &token, "20", "--video-delay=6"],

@@ -20,6 +20,7 @@ pub mod binary;
 pub mod browser;
 pub mod http;
 pub mod nats;
+pub mod peer;
 pub mod postgres;
 
 pub use app::{AppOptions, TestApp};
